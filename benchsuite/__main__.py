@@ -1,0 +1,3 @@
+from benchsuite.cli import app
+
+app(prog_name="benchsuite")

@@ -1,0 +1,188 @@
+"""The bilevel contract between tasks and methods.
+
+A *task* defines a bilevel problem: meta-parameters φ, task parameters θ with an initial
+value θ₀(φ), an inner (lower-level) loss f(θ, φ; support) and an outer (upper-level) loss
+F(θ, φ; query), how episodes are sampled, and how a test episode is scored.
+
+A *method* defines how the hypergradient dF/dφ is obtained: it adapts θ from φ on the
+support set and returns the gradient for φ (plus its own extra meta-parameters, if it has
+any). Methods never look at a task's data layout; tasks never know which method runs.
+
+Both are plugins: one class per file in `methods/` and `tasks/`, found by the registry. The
+engine (runner, trial, report) talks to them only through the classes below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+Params = dict[str, torch.Tensor]
+
+META_INIT = "meta-initialisation"
+META_REPRESENTATION = "meta-representation"
+HYPERPARAMETER = "hyperparameter"
+PROBLEM_KINDS = (META_INIT, META_REPRESENTATION, HYPERPARAMETER)
+
+
+@dataclass
+class EpisodeBatch:
+    """Episodes stacked along a leading task dimension: `support_x[t]` is task t's support."""
+
+    support_x: torch.Tensor
+    support_y: torch.Tensor
+    query_x: torch.Tensor
+    query_y: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.support_x.shape[0]
+
+    def to(self, device: torch.device | str) -> EpisodeBatch:
+        return EpisodeBatch(*(t.to(device) for t in self.tensors()))
+
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return (self.support_x, self.support_y, self.query_x, self.query_y)
+
+    def slice(self, start: int, stop: int) -> EpisodeBatch:
+        return EpisodeBatch(*(t[start:stop] for t in self.tensors()))
+
+
+@dataclass
+class MetaGradient:
+    """What one meta-step returns: the hypergradient for every meta-parameter, the mean
+    outer loss of the meta-batch it was computed on, and method-specific scalars."""
+
+    grads: Params
+    outer_loss: float
+    extras: dict[str, float] = field(default_factory=dict)
+
+
+class DataMissing(Exception):
+    """A task's data is not on disk (and could not be fetched). The message says what to
+    put where."""
+
+
+class Task:
+    """A bilevel problem. Subclasses set the class attributes and implement the methods.
+
+    Class attributes:
+      name: registry name, e.g. "sinusoid".
+      kind: one of PROBLEM_KINDS.
+      paper: where the protocol comes from.
+      metric: name of the evaluation metric ("accuracy", "mse", "outer_loss").
+      higher_is_better: direction of `metric`.
+      defaults: the paper's protocol (ways, shots, inner steps and step size, meta-batch,
+        iterations, meta learning rate, ...). Every key is overridable with `--set`.
+    """
+
+    name: ClassVar[str]
+    kind: ClassVar[str]
+    paper: ClassVar[str] = ""
+    metric: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Mapping[str, Any], device: torch.device):
+        self.config = config
+        self.device = device
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> list[str]:
+        """Out-of-range values in a resolved config, one line each. Tasks extend this
+        with their own keys (ways, shots, ...)."""
+        problems = []
+        for key, least in (("meta_batch", 1), ("iterations", 0), ("inner_steps", 0),
+                           ("eval_inner_steps", 0), ("test_episodes", 1),
+                           ("val_episodes", 1), ("eval_chunk", 1)):
+            if key in config and config[key] < least:
+                problems.append(f"{key} must be at least {least} (got {config[key]})")
+        for key in ("inner_lr", "meta_lr"):
+            if key in config and not config[key] > 0:
+                problems.append(f"{key} must be positive (got {config[key]})")
+        return problems
+
+    # -- parameters -------------------------------------------------------------------
+    def init_meta_params(self, generator: torch.Generator) -> Params:
+        """φ₀, drawn from `generator` (the same for every method on a given seed)."""
+        raise NotImplementedError
+
+    def initial_theta(self, phi: Params) -> Params:
+        """θ₀(φ), differentiable in φ. Meta-initialisation tasks return φ's model
+        parameters; other kinds return constants (a zero head, zero weights)."""
+        raise NotImplementedError
+
+    head_keys: ClassVar[tuple[str, ...]] = ()
+    """Keys of θ that form the final (classifier/regression) layer, for head-only inner
+    loops (ANIL)."""
+
+    # -- losses (one task, unbatched: methods vmap over the meta-batch) -------------------
+    def inner_loss(self, theta: Params, phi: Params, x: torch.Tensor, y: torch.Tensor):
+        """f(θ, φ; support) for a single task."""
+        raise NotImplementedError
+
+    def outer_loss(self, theta: Params, phi: Params, x: torch.Tensor, y: torch.Tensor):
+        """F(θ, φ; query) for a single task."""
+        raise NotImplementedError
+
+    def score(self, theta: Params, phi: Params, x: torch.Tensor, y: torch.Tensor):
+        """Per-example values of `metric` on a query set (1/0 correctness, squared
+        error, ...), for a single task."""
+        raise NotImplementedError
+
+    # -- episodes ------------------------------------------------------------------------
+    def sample_batch(self, split: str, size: int, generator: torch.Generator) -> EpisodeBatch:
+        """`size` episodes of `split` ("train", "validation" or "test"), drawn from
+        `generator` only, so a seed fixes them."""
+        raise NotImplementedError
+
+    def exact_hypergradient(self, phi: Params, batch: EpisodeBatch) -> Params | None:
+        """The exact dF/dφ of the meta-batch's mean outer loss, where the task has a
+        closed form; None otherwise."""
+        return None
+
+
+class Method:
+    """A hypergradient method. Subclasses set the class attributes and `meta_gradient`.
+
+    Class attributes:
+      name: registry name; `aliases` are further names for the same algorithm.
+      paper: the paper whose update the file implements.
+      supports: the problem kinds it applies to.
+      hyperparameters: its own keys with the paper's defaults (overridable with --set).
+      task_overrides: task-level keys the method's paper fixes (e.g. Reptile's outer
+        step); they override the task's defaults, and --set overrides them.
+    """
+
+    name: ClassVar[str]
+    aliases: ClassVar[tuple[str, ...]] = ()
+    paper: ClassVar[str] = ""
+    supports: ClassVar[frozenset[str]]
+    hyperparameters: ClassVar[dict[str, Any]] = {}
+    task_overrides: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, config: Mapping[str, Any]):
+        self.config = config
+
+    @classmethod
+    def incompatibility(cls, task: type[Task]) -> str | None:
+        """Why this method cannot run on `task`, or None if it can."""
+        if task.kind not in cls.supports:
+            kinds = ", ".join(sorted(cls.supports))
+            return f"{cls.name} handles {kinds} problems; {task.name} is a {task.kind} problem"
+        return None
+
+    def init_meta_params(self, task: Task, generator: torch.Generator) -> Params:
+        """φ₀ plus any meta-parameters the method owns (e.g. Meta-SGD's step sizes)."""
+        return task.init_meta_params(generator)
+
+    def meta_gradient(self, task: Task, phi: Params, batch: EpisodeBatch) -> MetaGradient:
+        """One meta-step's hypergradient on a meta-batch."""
+        raise NotImplementedError
+
+    def adapt(self, task: Task, phi: Params, support_x, support_y, steps: int) -> Params:
+        """θ adapted on one task's support set with `steps` inner steps, as this method
+        adapts at test time."""
+        raise NotImplementedError

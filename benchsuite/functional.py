@@ -1,0 +1,123 @@
+"""Functional building blocks shared by the hypergradient methods.
+
+Parameters are dicts of tensors. Everything here is written with `torch.func` so that a
+method can compose it freely: an inner loop inside `grad` gives second-order terms, the
+same loop inside `vmap` processes a whole meta-batch at once. Nothing here knows a method
+or a task by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from torch.func import grad, grad_and_value, jvp, vmap
+from torch.utils._pytree import tree_map
+
+from benchsuite.contract import EpisodeBatch, MetaGradient, Params, Task
+
+StepSize = float | Mapping[str, torch.Tensor]
+
+
+# -- dict-of-tensor arithmetic ------------------------------------------------------------
+def tree_add(a: Params, b: Params, scale: float = 1.0) -> Params:
+    return {k: a[k] + scale * b[k] for k in a}
+
+
+def tree_dot(a: Params, b: Params) -> torch.Tensor:
+    return sum((a[k] * b[k]).sum() for k in a)
+
+
+def tree_detach(a: Params) -> Params:
+    return {k: v.detach() for k, v in a.items()}
+
+
+def flatten(a: Params) -> torch.Tensor:
+    return torch.cat([v.reshape(-1) for v in a.values()])
+
+
+# -- inner loops ------------------------------------------------------------------------------
+def gradient_step(theta: Params, gradient: Params, step_size: StepSize) -> Params:
+    """θ − α ⊙ g, with α a scalar or a dict of per-parameter step sizes (Meta-SGD)."""
+    if isinstance(step_size, Mapping):
+        return {k: theta[k] - step_size[k] * gradient[k] if k in gradient else theta[k]
+                for k in theta}
+    return {k: theta[k] - step_size * gradient[k] if k in gradient else theta[k] for k in theta}
+
+
+def inner_gradient(task: Task, theta: Params, phi: Params, x, y,
+                   keys: tuple[str, ...] | None = None) -> Params:
+    """∇_θ f(θ, φ; x, y), restricted to `keys` when given (the rest of θ held fixed)."""
+    if keys is None:
+        return grad(task.inner_loss)(theta, phi, x, y)
+    frozen = {k: v for k, v in theta.items() if k not in keys}
+
+    def loss_of_adapted(adapted):
+        return task.inner_loss({**frozen, **adapted}, phi, x, y)
+
+    return grad(loss_of_adapted)({k: theta[k] for k in keys})
+
+
+def gradient_descent(task: Task, theta: Params, phi: Params, x, y, steps: int,
+                     step_size: StepSize, first_order: bool = False,
+                     keys: tuple[str, ...] | None = None) -> Params:
+    """`steps` steps of θ ← θ − α ∇_θ f(θ, φ). Differentiable through every step unless
+    `first_order`, which treats each inner gradient as a constant."""
+    for _ in range(steps):
+        g = inner_gradient(task, theta, phi, x, y, keys)
+        if first_order:
+            g = tree_detach(g)
+        theta = gradient_step(theta, g, step_size)
+    return theta
+
+
+# -- meta-batches ---------------------------------------------------------------------------
+def over_tasks(per_task: Callable, batching: str) -> Callable:
+    """Lift `per_task(phi, support_x, support_y, query_x, query_y)` to a meta-batch.
+
+    "vmap" processes the tasks together with torch.func.vmap; "loop" runs them one by one
+    and stacks the results (less memory, sometimes faster for large convolutions on CPU).
+    """
+    if batching == "vmap":
+        return vmap(per_task, in_dims=(None, 0, 0, 0, 0))
+    if batching == "loop":
+        def looped(phi, sx, sy, qx, qy):
+            outs = [per_task(phi, sx[t], sy[t], qx[t], qy[t]) for t in range(sx.shape[0])]
+            return tree_map(lambda *per_task_values: torch.stack(per_task_values), *outs)
+        return looped
+    raise ValueError(f"unknown batching {batching!r}: use 'vmap' or 'loop'")
+
+
+def mean_objective_gradient(per_task_objective: Callable, phi: Params, batch: EpisodeBatch,
+                            batching: str) -> MetaGradient:
+    """∇_φ of the meta-batch mean of `per_task_objective(phi, sx, sy, qx, qy)`."""
+    def meta_objective(phi):
+        return over_tasks(per_task_objective, batching)(phi, *batch.tensors()).mean()
+
+    grads, value = grad_and_value(meta_objective)(phi)
+    return MetaGradient(grads=grads, outer_loss=float(value))
+
+
+# -- implicit differentiation pieces ------------------------------------------------------------
+def hessian_vector_product(loss_of_theta: Callable[[Params], torch.Tensor], theta: Params,
+                           vector: Params) -> Params:
+    """H v with H = ∇²_θ loss(θ), by forward-over-reverse differentiation."""
+    return jvp(grad(loss_of_theta), (theta,), (vector,))[1]
+
+
+def conjugate_gradient(apply_matrix: Callable[[Params], Params], rhs: Params,
+                       iterations: int) -> Params:
+    """Approximately solve M x = rhs for symmetric positive definite M, from x₀ = 0."""
+    x = {k: torch.zeros_like(v) for k, v in rhs.items()}
+    residual = dict(rhs)
+    direction = dict(rhs)
+    residual_sq = tree_dot(residual, residual)
+    for _ in range(iterations):
+        m_direction = apply_matrix(direction)
+        alpha = residual_sq / tree_dot(direction, m_direction).clamp_min(1e-30)
+        x = tree_add(x, direction, alpha)
+        residual = tree_add(residual, m_direction, -alpha)
+        new_residual_sq = tree_dot(residual, residual)
+        direction = tree_add(residual, direction, new_residual_sq / residual_sq.clamp_min(1e-30))
+        residual_sq = new_residual_sq
+    return x

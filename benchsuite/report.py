@@ -1,0 +1,204 @@
+"""The leaderboard: reads every trial record under a results folder and writes
+`LEADERBOARD.md` (tables per task) with figures (learning curves, metric vs wall-clock).
+
+Across seeds, a method's metric is the mean over all test episodes of all its seeds, with
+a 95% confidence interval from the pooled episode-level variance. Rows computed with an
+older version of a plugin's source are marked; bad files are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+from pathlib import Path
+
+import pandas as pd
+from tabulate import tabulate
+
+from benchsuite.records import read_record
+from benchsuite.registry import Registry
+
+IGNORED_CONFIG_KEYS = ("seed", "device")
+
+
+def load_records(results: Path) -> tuple[list[dict], list[str]]:
+    records, warnings = [], []
+    for path in sorted(Path(results).rglob("*.json")):
+        if path.name.startswith(".tmp-"):
+            continue
+        try:
+            record = read_record(path)
+        except ValueError as error:
+            warnings.append(f"skipped {path}: {error}")
+            continue
+        record["_path"] = str(path)
+        records.append(record)
+    return records, warnings
+
+
+def config_signature(config: dict) -> tuple:
+    return tuple(sorted((k, str(v)) for k, v in config.items() if k not in IGNORED_CONFIG_KEYS))
+
+
+def pooled(means, stds, counts) -> tuple[float, float]:
+    """Mean and 95% CI half-width of the union of several samples given their summaries."""
+    n = sum(counts)
+    mean = sum(m * c for m, c in zip(means, counts)) / n
+    if n < 2:
+        return mean, float("nan")
+    within = sum((c - 1) * s**2 for s, c in zip(stds, counts))
+    between = sum(c * (m - mean) ** 2 for m, c in zip(means, counts))
+    return mean, 1.96 * math.sqrt((within + between) / (n - 1) / n)
+
+
+def fmt(value: float, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{value:.{digits}g}"
+
+
+def method_labels(frame: pd.DataFrame) -> dict[tuple, str]:
+    """Row labels: the method name, plus the config keys that tell apart several
+    configurations of the same method."""
+    labels = {}
+    for method, group in frame.groupby("method"):
+        configs = {row.signature: dict(row.signature) for row in group.itertuples()}
+        differing = sorted({k for c in configs.values() for k in c
+                            if len({str(o.get(k)) for o in configs.values()}) > 1})
+        for signature, config in configs.items():
+            suffix = ", ".join(f"{k}={config.get(k)}" for k in differing)
+            labels[(method, signature)] = f"{method} [{suffix}]" if suffix else method
+    return labels
+
+
+def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tuple[str, list]:
+    rows, notes = [], []
+    labels = method_labels(frame)
+    extra_metrics = sorted({k for ms in frame.metrics for k in ms
+                            if k.startswith(f"{metric}_at_") and k.endswith("_steps")}
+                           | {k for ms in frame.metrics for k in ms if k.startswith("hypergrad_")})
+    for (method, signature), group in frame.groupby(["method", "signature"], sort=False):
+        label = labels[(method, signature)]
+        if group.stale.all():
+            label += " (older code)"
+        done = group[group.status == "finished"]
+        statuses = group.status.value_counts().to_dict()
+        status = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
+        if "n/a" in statuses:
+            notes.append(f"{label}: n/a — {group.error.iloc[0]}")
+        for error in group[~group.status.isin(["finished", "n/a"])].error.dropna().unique():
+            notes.append(f"{label}: {error}")
+        row = {"method": label, "status": status}
+        if len(done):
+            mean, ci = pooled([m[metric] for m in done.metrics],
+                              [m[f"{metric}_std"] for m in done.metrics],
+                              [m[f"{metric}_n"] for m in done.metrics])
+            row["_sort"] = -mean if higher_is_better else mean
+            row[metric] = f"{fmt(mean)} ± {fmt(ci, 2)}"
+            for key in extra_metrics:
+                values = [m[key] for m in done.metrics if key in m]
+                row[key] = fmt(sum(values) / len(values)) if values else "–"
+            per_iter = [t["per_iteration_s"] for t in done.timing if t.get("per_iteration_s")]
+            row["s / meta-iter"] = fmt(pd.Series(per_iter).median(), 3) if per_iter else "–"
+            row["total s"] = fmt(pd.Series([t["total_s"] for t in done.timing]).mean(), 3)
+            row["peak MiB"] = fmt(max(m["peak_bytes"] for m in done.memory) / 2**20, 3)
+        else:
+            row["_sort"] = math.inf
+            row[metric] = "n/a" if "n/a" in statuses else "–"
+        rows.append(row)
+    rows.sort(key=lambda r: r["_sort"])
+    columns = ["method", metric, *extra_metrics, "s / meta-iter", "total s", "peak MiB", "status"]
+    table = [[i + 1 if r["_sort"] != math.inf else "", *(r.get(c, "–") for c in columns)]
+             for i, r in enumerate(rows)]
+    arrow = "↑" if higher_is_better else "↓"
+    header = ["rank", "method", f"{metric} {arrow} (± 95% CI)", *extra_metrics,
+              "s / meta-iter (median)", "total s", "peak MiB", "status"]
+    return tabulate(table, header, tablefmt="github"), notes
+
+
+def plot_task(frame: pd.DataFrame, task: str, metric: str, folder: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = frame[(frame.status == "finished") & frame.curve.map(bool)]
+    if done.empty:
+        return []
+    labels = method_labels(frame)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = []
+    for x_key, x_label, suffix in (("iteration", "meta-iteration", "curves"),
+                                   ("train_time_s", "training wall-clock (s)", "vs-time")):
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        for (method, signature), group in done.groupby(["method", "signature"], sort=True):
+            points = pd.DataFrame([p for curve in group.curve for p in curve])
+            mean = points.groupby("iteration").mean(numeric_only=True)
+            ax.plot(mean[x_key] if x_key != "iteration" else mean.index, mean[f"val_{metric}"],
+                    marker=".", label=labels[(method, signature)])
+        ax.set_xlabel(x_label)
+        ax.set_ylabel(f"validation {metric}")
+        ax.set_title(f"{task}: validation {metric} vs {x_label} (mean over seeds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+        fig.tight_layout()
+        name = f"{task}-{suffix}.png"
+        fig.savefig(folder / name, dpi=110)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, list[str]]:
+    records, warnings = load_records(results)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = ["# Leaderboard", "",
+             f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} "
+             f"from {len(records)} trial records in `{results}`.", ""]
+    if records:
+        frame = pd.DataFrame(records)
+        frame["signature"] = frame.config.map(config_signature)
+        frame["stale"] = [_is_stale(r, registry) for r in records]
+        frame = _drop_superseded(frame)
+        provenance = pd.DataFrame([r["provenance"] for r in records if r["provenance"]])
+        if not provenance.empty:
+            lines += ["Environment: " + "; ".join(
+                f"{key} {', '.join(sorted(map(str, provenance[key].dropna().unique())))}"
+                for key in ("device_name", "torch", "python", "torch_threads")
+                if key in provenance), ""]
+        budgets = ", ".join(sorted(frame.config.map(lambda c: c.get("budget", "?")).unique()))
+        lines += [f"Budget: {budgets} (quick = CPU-sized iteration counts; paper = the "
+                  "paper's). Metric: mean over all test episodes of all seeds, ± 95% CI.", ""]
+        for task, group in frame.groupby("task", sort=True):
+            metric, higher = _objective(group)
+            seeds = sorted(group.seed.unique())
+            lines += [f"## {task}", "", f"Seeds: {', '.join(map(str, seeds))}. "
+                      f"Metric: {metric} ({'higher' if higher else 'lower'} is better).", ""]
+            table, notes = task_table(group, metric, higher)
+            lines += [table, ""]
+            if notes:
+                lines += ["Notes:", *[f"- {n}" for n in dict.fromkeys(notes)], ""]
+            for name in plot_task(group, task, metric, out / "figures"):
+                lines += [f"![{name}](figures/{name})", ""]
+    path = out / "LEADERBOARD.md"
+    path.write_text("\n".join(lines))
+    return path, warnings
+
+
+def _is_stale(record: dict, registry: Registry) -> bool:
+    code = record.get("code") or {}
+    method, task = registry.methods.get(record["method"]), registry.tasks.get(record["task"])
+    return bool((method and code.get("method") != method.source_hash) or
+                (task and code.get("task") != task.source_hash))
+
+
+def _drop_superseded(frame: pd.DataFrame) -> pd.DataFrame:
+    """Where a trial exists for the current plugin code, its older-code twins are dropped."""
+    keys = ["task", "method", "signature", "seed"]
+    has_current = frame.groupby(keys).stale.transform(lambda stale: (~stale).any())
+    return frame[~(frame.stale & has_current)]
+
+
+def _objective(group: pd.DataFrame) -> tuple[str, bool]:
+    objective = group.objective.dropna().iloc[0]
+    return objective["metric"], objective["higher_is_better"]

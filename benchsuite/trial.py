@@ -1,0 +1,170 @@
+"""One trial: meta-train a method on a task for one seed, evaluate it on the task's fixed
+test episodes, and measure time and memory. Returns the record's measured parts.
+
+Seeds are derived from the task name and the trial seed only (never the method), so for a
+given seed every method starts from the same φ₀, sees the same sequence of training
+meta-batches (at equal meta-batch size) and is scored on the same test episodes.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from typing import Any
+
+import torch
+
+from benchsuite.contract import EpisodeBatch, Method, Params, Task
+from benchsuite.functional import flatten, over_tasks
+from benchsuite.measure import Clock, MemoryMeter
+from benchsuite.seeding import derive_seed, generator
+
+
+class Diverged(RuntimeError):
+    """The meta-objective or its hypergradient became NaN or infinite."""
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def make_optimizer(config: dict, params: list[torch.Tensor]) -> torch.optim.Optimizer:
+    if config["meta_optimizer"] == "adam":
+        return torch.optim.Adam(params, lr=config["meta_lr"])
+    if config["meta_optimizer"] == "sgd":
+        return torch.optim.SGD(params, lr=config["meta_lr"])
+    raise ValueError(f"meta_optimizer {config['meta_optimizer']!r}: use adam or sgd")
+
+
+def summarize(values: torch.Tensor) -> dict[str, float]:
+    """Mean, standard deviation, count and 95% normal confidence half-width."""
+    values = values.double().flatten()
+    n = values.numel()
+    std = float(values.std(unbiased=True)) if n > 1 else 0.0
+    return {"mean": float(values.mean()), "std": std, "n": n,
+            "ci95": 1.96 * std / math.sqrt(n) if n > 1 else float("nan")}
+
+
+def episode_scores(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,
+                   steps: int, config: dict) -> torch.Tensor:
+    """Per-episode mean of the task metric after `steps` test-time adaptation steps.
+    A task with a single test episode is scored per query example instead."""
+    def score_one(phi, sx, sy, qx, qy):
+        theta = method.adapt(task, phi, sx, sy, steps)
+        return task.score(theta, phi, qx, qy)
+
+    chunks = []
+    for start in range(0, len(episodes), config["eval_chunk"]):
+        chunk = episodes.slice(start, start + config["eval_chunk"])
+        chunks.append(over_tasks(score_one, config["batching"])(phi, *chunk.tensors()).detach())
+    scores = torch.cat(chunks)
+    return scores.flatten() if len(episodes) == 1 else scores.mean(dim=1)
+
+
+def hypergradient_fidelity(method: Method, task: Task, phi: Params,
+                           batch: EpisodeBatch) -> dict[str, float]:
+    """Cosine and relative error of the method's hypergradient against the task's exact
+    one, at φ₀ on a fixed meta-batch (the same point for every method)."""
+    exact = task.exact_hypergradient(phi, batch)
+    if exact is None:
+        return {}
+    estimate = method.meta_gradient(task, phi, batch).grads
+    e = flatten({k: estimate[k] for k in exact}).double()
+    x = flatten(exact).double()
+    return {"hypergrad_rel_error": float((e - x).norm() / x.norm()),
+            "hypergrad_cosine": float(e @ x / (e.norm() * x.norm()).clamp_min(1e-300))}
+
+
+def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> dict:
+    """Meta-train and evaluate; returns the record fields `metrics`, `curve`, `timing`,
+    `memory` and the device used. Raises Diverged or any error of the plugins."""
+    wall_start = time.perf_counter()
+    device = torch.device(config["device"])
+    task_name, seed = task_cls.name, config["seed"]
+    torch.manual_seed(derive_seed(task_name, method_cls.name, seed))
+
+    task = task_cls(config, device)
+    method = method_cls(config)
+    memory = MemoryMeter(device)
+    clock = Clock(device)
+
+    phi = {k: v.to(device) for k, v in
+           method.init_meta_params(task, generator(task_name, seed, "init")).items()}
+    optimizer = make_optimizer(config, list(phi.values()))
+    train_gen = generator(task_name, seed, "train")
+    val_episodes = task.sample_batch("validation", config["val_episodes"],
+                                     generator(task_name, seed, "validation")).to(device)
+    test_episodes = task.sample_batch("test", config["test_episodes"],
+                                      generator(task_name, seed, "test")).to(device)
+    fidelity_batch = task.sample_batch("train", config["meta_batch"],
+                                       generator(task_name, seed, "fidelity")).to(device)
+    with clock.interval("fidelity"):
+        fidelity = hypergradient_fidelity(method, task, phi, fidelity_batch)
+
+    iterations = config["iterations"]
+    curve_every = max(1, iterations // max(1, config["curve_points"]))
+    step_times: list[float] = []
+    recent_losses: list[float] = []
+    curve = []
+
+    def curve_point(iteration: int) -> None:
+        with clock.interval("eval"):
+            val = episode_scores(method, task, phi, val_episodes,
+                                 config["eval_inner_steps"], config)
+        curve.append({
+            "iteration": iteration,
+            "train_time_s": clock.totals.get("train", 0.0),
+            "train_outer_loss": statistics.fmean(recent_losses) if recent_losses else None,
+            f"val_{task.metric}": float(val.mean()),
+        })
+        recent_losses.clear()
+
+    curve_point(0)
+    for iteration in range(1, iterations + 1):
+        with clock.interval("sampling"):
+            batch = task.sample_batch("train", config["meta_batch"], train_gen).to(device)
+        with clock.interval("train", step_times):
+            result = method.meta_gradient(task, phi, batch)
+            if not math.isfinite(result.outer_loss) or not all(
+                    torch.isfinite(g).all() for g in result.grads.values()):
+                raise Diverged(f"non-finite meta-objective or hypergradient at iteration "
+                               f"{iteration} (outer loss {result.outer_loss})")
+            for name, tensor in phi.items():
+                tensor.grad = result.grads[name].detach()
+            optimizer.step()
+        recent_losses.append(result.outer_loss)
+        if iteration % curve_every == 0 or iteration == iterations:
+            curve_point(iteration)
+
+    metrics: dict[str, Any] = dict(fidelity)
+    metrics["final_train_outer_loss"] = curve[-1]["train_outer_loss"]
+    with clock.interval("eval"):
+        for steps in sorted({config["eval_inner_steps"], *config.get("eval_steps", ())}):
+            summary = summarize(episode_scores(method, task, phi, test_episodes, steps, config))
+            prefix = (task.metric if steps == config["eval_inner_steps"]
+                      else f"{task.metric}_at_{steps}_steps")
+            metrics[prefix] = summary["mean"]
+            metrics[f"{prefix}_ci95"] = summary["ci95"]
+            metrics[f"{prefix}_std"] = summary["std"]
+            metrics[f"{prefix}_n"] = summary["n"]
+            metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
+
+    warmup = min(config["warmup"], max(0, len(step_times) - 1))
+    timed = step_times[warmup:]
+    timing = {
+        "per_iteration_s": statistics.median(timed) if timed else None,
+        "per_iteration_mean_s": statistics.fmean(timed) if timed else None,
+        "warmup_iterations": warmup,
+        "warmup_s": sum(step_times[:warmup]),
+        "iterations": iterations,
+        "train_s": clock.totals.get("train", 0.0),
+        "sampling_s": clock.totals.get("sampling", 0.0),
+        "eval_s": clock.totals.get("eval", 0.0),
+        "fidelity_s": clock.totals.get("fidelity", 0.0),
+        "total_s": time.perf_counter() - wall_start,
+    }
+    return {"metrics": metrics, "curve": curve, "timing": timing, "memory": memory.result(),
+            "device": device}

@@ -1,0 +1,28 @@
+"""Shared test fixtures. Tests run on the CPU with a fixed thread count."""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot-small"
+
+
+@pytest.fixture(scope="session")
+def registry():
+    from benchsuite.registry import discover
+
+    return discover()
+
+
+def small_config(task_cls, method_cls, **overrides):
+    """A resolved config for a fast in-test trial."""
+    from benchsuite.config import resolve
+
+    config = resolve(task_cls, method_cls, seed=0, budget="quick", device="cpu",
+                     options={}, overrides=[])
+    config.update(overrides)
+    return config
