@@ -136,6 +136,8 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
                 tensor.grad = result.grads[name].detach()
             optimizer.step()
         recent_losses.append(result.outer_loss)
+        if iteration == 1:
+            memory.warmed_up()
         if iteration % curve_every == 0 or iteration == iterations:
             curve_point(iteration)
 
