@@ -74,9 +74,12 @@ def method_labels(frame: pd.DataFrame) -> dict[tuple, str]:
 def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tuple[str, list]:
     rows, notes = [], []
     labels = method_labels(frame)
-    extra_metrics = sorted({k for ms in frame.metrics for k in ms
-                            if k.startswith(f"{metric}_at_") and k.endswith("_steps")}
-                           | {k for ms in frame.metrics for k in ms if k.startswith("hypergrad_")})
+    main_steps = {c.get("eval_inner_steps") for c in frame.config}
+    step_metrics = {k for ms in frame.metrics for k in ms
+                    if k.startswith(f"{metric}_at_") and k.endswith("_steps")}
+    step_metrics -= {f"{metric}_at_{k}_steps" for k in main_steps}
+    extra_metrics = [*sorted(step_metrics, key=lambda k: int(k.split("_")[-2])),
+                     *sorted({k for ms in frame.metrics for k in ms if k.startswith("hypergrad_")})]
     for (method, signature), group in frame.groupby(["method", "signature"], sort=False):
         label = labels[(method, signature)]
         if group.stale.all():
@@ -111,7 +114,8 @@ def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tupl
     table = [[i + 1 if r["_sort"] != math.inf else "", *(r.get(c, "–") for c in columns)]
              for i, r in enumerate(rows)]
     arrow = "↑" if higher_is_better else "↓"
-    header = ["rank", "method", f"{metric} {arrow} (± 95% CI)", *extra_metrics,
+    after = f" after {main_steps.pop()} steps" if len(main_steps) == 1 else ""
+    header = ["rank", "method", f"{metric}{after} {arrow} (± 95% CI)", *extra_metrics,
               "s / meta-iter (median)", "total s", "peak MiB", "status"]
     return tabulate(table, header, tablefmt="github"), notes
 
