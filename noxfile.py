@@ -21,7 +21,18 @@ def tests(session):
 @nox.session
 def lint(session):
     session.run(PYTHON, "-m", "ruff", "check", "benchsuite", "methods", "tasks", "tests",
-                "noxfile.py")
+                "benchmarks", "noxfile.py")
+
+
+@nox.session
+def bench(session):
+    """pytest-benchmark meta-steps, the memory-scaling sweep and the runner overhead,
+    rendered to reports/PERFORMANCE.md."""
+    session.run(PYTHON, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider",
+                "--benchmark-enable", "--benchmark-json", "reports/benchmark.json",
+                *session.posargs)
+    session.run(PYTHON, "-m", "benchmarks.performance", "reports/benchmark.json",
+                "--out", "reports")
 
 
 @nox.session

@@ -19,6 +19,7 @@ from benchsuite.errors import UsageError
 
 RUNNER_DEFAULTS: dict[str, Any] = {
     "meta_optimizer": "adam",       # adam | sgd, on φ
+    "meta_lr_schedule": "constant",  # constant | linear (annealed to 0 at the last iteration)
     "test_episodes": 600,           # fixed, seeded meta-test episodes shared by all methods
     "val_episodes": 100,            # fixed validation episodes for the learning curve
     "curve_points": 20,             # learning-curve evaluations per trial

@@ -39,6 +39,15 @@ def make_optimizer(config: dict, params: list[torch.Tensor]) -> torch.optim.Opti
     raise ValueError(f"meta_optimizer {config['meta_optimizer']!r}: use adam or sgd")
 
 
+def make_schedule(config: dict, optimizer: torch.optim.Optimizer):
+    if config["meta_lr_schedule"] == "constant":
+        return None
+    if config["meta_lr_schedule"] == "linear":
+        total = max(1, config["iterations"])
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: 1 - done / total)
+    raise ValueError(f"meta_lr_schedule {config['meta_lr_schedule']!r}: use constant or linear")
+
+
 def summarize(values: torch.Tensor) -> dict[str, float]:
     """Mean, standard deviation, count and 95% normal confidence half-width."""
     values = values.double().flatten()
@@ -94,6 +103,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
     phi = {k: v.to(device) for k, v in
            method.init_meta_params(task, generator(task_name, seed, "init")).items()}
     optimizer = make_optimizer(config, list(phi.values()))
+    schedule = make_schedule(config, optimizer)
     train_gen = generator(task_name, seed, "train")
     val_episodes = task.sample_batch("validation", config["val_episodes"],
                                      generator(task_name, seed, "validation")).to(device)
@@ -135,6 +145,8 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
             for name, tensor in phi.items():
                 tensor.grad = result.grads[name].detach()
             optimizer.step()
+            if schedule is not None:
+                schedule.step()
         recent_losses.append(result.outer_loss)
         if iteration == 1:
             memory.warmed_up()

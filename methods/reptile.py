@@ -1,6 +1,7 @@
 """Reptile (Nichol, Achiam & Schulman 2018, "On First-Order Meta-Learning Algorithms"),
 batched version (Algorithm 2), with the defaults of the Reptile-Torch write-up: inner step
-size 0.02, inner mini-batch 5, outer step size ε = 0.1, meta-batch 10, plain SGD outside.
+size 0.02, inner mini-batch 5, one inner epoch, outer step size ε = 0.1 annealed linearly
+to 0 over training, meta-batch 10, plain SGD outside.
 
 For each task b of the meta-batch:
     W_b = SGD_k(φ; S_b)    k mini-batch SGD steps of size α on the support set from φ
@@ -23,7 +24,7 @@ class Reptile(Method):
     supports = frozenset({META_INIT})
     hyperparameters = {"inner_batch": 5, "inner_epochs": 1}
     task_overrides = {"inner_lr": 0.02, "meta_batch": 10, "meta_lr": 0.1,
-                      "meta_optimizer": "sgd"}
+                      "meta_optimizer": "sgd", "meta_lr_schedule": "linear"}
 
     def inner_steps(self, support_size: int) -> int:
         batches_per_epoch = -(-support_size // self.config["inner_batch"])

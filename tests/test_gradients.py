@@ -63,6 +63,16 @@ def test_maml_family_matches_learn2learn(registry, method, first_order, batching
     assert relative_difference(ours, reference) <= 1e-5
 
 
+@pytest.mark.parametrize("first_order", [False, True])
+def test_l2l_maml_reference_adapter_equals_maml(registry, first_order):
+    ours, task, phi, batch, _ = build(registry, "fomaml" if first_order else "maml",
+                                      "sinusoid", inner_steps=2, meta_batch=4)
+    reference, *_ = build(registry, "l2l-maml", "sinusoid", inner_steps=2, meta_batch=4,
+                          first_order=first_order)
+    assert relative_difference(ours.meta_gradient(task, phi, batch).grads,
+                               reference.meta_gradient(task, phi, batch).grads) <= 1e-5
+
+
 def test_fomaml_is_the_stated_first_order_expression(registry):
     """FOMAML's hypergradient is ∇_θ F at the adapted θ (θ₀ = φ), averaged over tasks."""
     fomaml, task, phi, batch, config = build(registry, "fomaml", "sinusoid", inner_steps=2,
