@@ -93,6 +93,8 @@ def report(
     if not results.is_dir():
         fail_usage(UsageError(f"results folder {str(results)!r} does not exist; run "
                               "`benchsuite run` first or pass the folder holding records"))
+    if out.exists() and not out.is_dir():
+        fail_usage(UsageError(f"--out {str(out)!r} is a file; pass a folder for the report"))
     try:
         registry = plugin_registry.discover(plugins)
     except UsageError as error:

@@ -119,7 +119,8 @@ def run_isolated(spec: TrialSpec, timeout: float | None) -> dict:
     finally:
         if process.is_alive():
             process.kill()
-        process.join()
+        if process.pid is not None:
+            process.join()
         receiver.close()
 
 

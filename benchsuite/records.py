@@ -120,6 +120,8 @@ def _check_measurements(record: dict, metric: str) -> None:
         for key in keys:
             if not _is_a(record[field].get(key), (int, float)):
                 raise ValueError(f"finished record without a number at {field}.{key}")
+    if record["metrics"][f"{metric}_n"] < 1:
+        raise ValueError(f"metrics.{metric}_n is below 1")
     for point in record["curve"]:
         if not (isinstance(point, dict) and _is_a(point.get("iteration"), int)
                 and _is_a(point.get(f"val_{metric}"), (int, float))
