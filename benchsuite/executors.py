@@ -224,8 +224,7 @@ class RayExecutor:
         remote_trial = ray.remote(run_isolated)
         running = {}
         for spec in specs:
-            gpus = 1 if spec.config["device"].startswith("cuda") else 0
-            ref = remote_trial.options(num_cpus=1, num_gpus=gpus, max_retries=self.max_retries,
+            ref = remote_trial.options(**ray_resources(spec), max_retries=self.max_retries,
                                        retry_exceptions=False).remote(spec, self.timeout)
             running[ref] = spec
         try:
@@ -253,6 +252,12 @@ class RayExecutor:
         except ray.exceptions.RayError as error:
             return new_record(spec, "failed", f"lost by Ray after {self.max_retries} retries: "
                                               f"{type(error).__name__}: {_first_line(error)}")
+
+
+def ray_resources(spec: TrialSpec) -> dict[str, int]:
+    """One GPU for a CUDA trial (Ray points CUDA_VISIBLE_DEVICES at it, so the trial's
+    `cuda` is that GPU), and one CPU for every trial."""
+    return {"num_cpus": 1, "num_gpus": 1 if spec.config["device"].startswith("cuda") else 0}
 
 
 def make_executor(name: str, *, timeout: float | None, address: str | None):
