@@ -74,8 +74,8 @@ def trial_outcome(spec: TrialSpec) -> dict:
 def _changed_since_planning(spec: TrialSpec, registry: Registry) -> str | None:
     """A plugin edited between planning and running (or different on this node) would
     file new code's results under the old code's identity."""
-    loaded = {"method": registry.method(spec.method).source_hash,
-              "task": registry.task(spec.task).source_hash}
+    method, task = registry.methods.get(spec.method), registry.tasks.get(spec.task)
+    loaded = {"method": method and method.source_hash, "task": task and task.source_hash}
     changed = [role for role in loaded if loaded[role] != spec.code[role]]
     if changed:
         return (f"the {' and '.join(changed)} source changed since the run was planned "
@@ -169,7 +169,10 @@ def _death_cause(process) -> tuple[str, str]:
 
 
 # -- executors -------------------------------------------------------------------------------
-class InlineExecutor:
+class Executor:
+    """Used as `with executor:` (connect, start workers) around `executor.outcomes(specs)`,
+    which yields `(spec, record)` for every spec, in the order trials end."""
+
     def __enter__(self):
         return self
 
@@ -177,11 +180,16 @@ class InlineExecutor:
         return None
 
     def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
+        raise NotImplementedError
+
+
+class InlineExecutor(Executor):
+    def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
         for spec in specs:
             yield spec, trial_outcome(spec)
 
 
-class LocalExecutor(InlineExecutor):
+class LocalExecutor(Executor):
     def __init__(self, timeout: float | None):
         self.timeout = timeout
 
@@ -190,7 +198,7 @@ class LocalExecutor(InlineExecutor):
             yield spec, run_isolated(spec, self.timeout)
 
 
-class RayExecutor:
+class RayExecutor(Executor):
     """Trials as Ray tasks. Connects to the cluster at `address` ("auto": the one this
     machine belongs to), or starts a local instance when `address` is None and none runs
     in this process yet; a local instance it started is shut down at the end."""
@@ -260,7 +268,7 @@ def ray_resources(spec: TrialSpec) -> dict[str, int]:
     return {"num_cpus": 1, "num_gpus": 1 if spec.config["device"].startswith("cuda") else 0}
 
 
-def make_executor(name: str, *, timeout: float | None, address: str | None):
+def make_executor(name: str, *, timeout: float | None, address: str | None) -> Executor:
     if name not in EXECUTORS:
         raise UsageError(f"unknown --executor {name!r}; valid: {', '.join(EXECUTORS)}")
     if timeout is not None and not timeout > 0:

@@ -82,7 +82,6 @@ def _sync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-
 def read_record(path: Path) -> dict:
     """Load one record; raises ValueError with the reason if it is not a valid record:
     everything the report reads is checked here, so a record that loads can be reported."""

@@ -178,7 +178,7 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
                   "paper's). Metric: mean over all test episodes of all seeds, ± 95% CI.", ""]
         for task, group in frame.groupby("task", sort=True):
             metric, higher = _objective(group, registry)
-            other_metric = group.objective.map(lambda o: o["metric"] != metric)
+            other_metric = group.objective.map(lambda o: o["metric"]) != metric
             warnings += [f"skipped {path}: its {task} metric is not {metric}"
                          for path in group[other_metric]._path]
             group = group[~other_metric]

@@ -185,28 +185,24 @@ def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: in
 
 
 # -- filing ---------------------------------------------------------------------------------
-class Interrupted(KeyboardInterrupt):
-    """SIGINT or SIGTERM arrived: stop, keeping every complete record."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signal_name = signal.Signals(signum).name
-
-
 @contextmanager
 def stop_on_signals():
-    """SIGINT and SIGTERM raise Interrupted, so `finally` blocks kill workers and nothing
-    is left half-done (a plain SIGTERM would end Python without running them)."""
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so `finally` blocks kill workers and
+    nothing is left half-done (a plain SIGTERM would end Python without running them).
+    Yields the list the names of the signals received go to (libraries such as Ray turn
+    the exception into a bare KeyboardInterrupt, so it cannot carry the name)."""
+    received: list[str] = []
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
 
     def stop(signum, frame):
-        raise Interrupted(signum)
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
 
     previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        yield
+        yield received
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -229,8 +225,9 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
             pending.append(spec)
     bar = tqdm(total=len(pending), disable=quiet or not pending, unit="trial",
                file=sys.stderr, dynamic_ncols=True)
+    received = []
     try:
-        with executor if pending else nullcontext(), stop_on_signals():
+        with executor if pending else nullcontext(), stop_on_signals() as received:
             for spec in not_applicable:
                 _file(spec, new_record(spec, "n/a", spec.incompatible), summary)
             with closing(executor.outcomes(pending)) as outcomes:
@@ -240,8 +237,8 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
                     bar.set_description(f"{spec.label()}: {record['status']}")
                     if record["status"] not in GOOD_STATUSES and not quiet:
                         bar.write(f"{spec.label()}: {record['status']}: {record['error']}")
-    except KeyboardInterrupt as stop:
-        summary.interrupted = getattr(stop, "signal_name", "SIGINT")
+    except KeyboardInterrupt:
+        summary.interrupted = received[0] if received else "SIGINT"
     finally:
         bar.close()
     return summary
