@@ -20,6 +20,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 import traceback
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 EXECUTORS = ("local", "inline", "ray")
 RAY_RETRIES = 2
 ORPHAN_POLL_S = 0.5
+CONNECT_TIMEOUT_S = 10.0
 STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
 
 
@@ -282,4 +284,19 @@ def make_executor(name: str, *, timeout: float | None, address: str | None) -> E
         return InlineExecutor()
     if name == "local":
         return LocalExecutor(timeout)
+    if address not in (None, "auto"):
+        check_reachable(address)
     return RayExecutor(timeout, address)
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a wrong --address: Ray itself keeps retrying it for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r}: write HOST:PORT (the head node's GCS "
+                         "port, 6379 by default) or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(f"--address {address!r}: no Ray head answers there ({error}); "
+                         "start one with `ray start --head` or fix the address") from None

@@ -326,32 +326,37 @@ def test_editing_one_method_reruns_only_its_trials_and_marks_its_old_rows(tmp_pa
     plugins = plugin_folder(tmp_path / "plugins", toy="from methods.maml import MAML\n\n"
                             "class Toy(MAML):\n    name, aliases = 'toy', ()\n")
     out, reports = tmp_path / "out", tmp_path / "reports"
-    command = ["run", "--plugins", plugins, "--methods", "maml,toy", "--out", out,
-               "--executor", "inline", *TINY]
-    assert cli(*command).exit_code == 0
+
+    def run(seeds):
+        result = cli("run", "--plugins", plugins, "--methods", "maml,toy", "--seeds", seeds,
+                     "--out", out, "--executor", "inline", *TINY)
+        assert result.exit_code == 0, result.output
+        return result.stdout
+
+    def leaderboard_rows():
+        assert cli("report", out, "--out", reports, "--plugins", plugins).exit_code == 0
+        return [line for line in (reports / "LEADERBOARD.md").read_text().splitlines()
+                if line.startswith("| ") and "method" not in line]
+
+    run(2)
     before = {p: read_record(p) for p in out.rglob("*.json")}
     with open(plugins / "toy.py", "a") as source:
         source.write("# a comment is an edit too\n")
+    assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == [
+        "maml", "toy (older code)"]
 
-    assert cli("report", out, "--out", reports, "--plugins", plugins).exit_code == 0
-    rows = [line for line in (reports / "LEADERBOARD.md").read_text().splitlines()
-            if line.startswith("|")]
-    assert any("| toy (older code)" in row for row in rows)
-    assert not any("maml (older code)" in row for row in rows)
+    assert "2 trials: 2 finished (1 kept from earlier runs)" in run(1)
+    assert {p: read_record(p) for p in before} == before  # nothing overwritten
+    [new_toy] = [read_record(p) for p in out.rglob("*.json") if p not in before]
+    [old_toy] = [r for r in before.values() if r["method"] == "toy" and r["seed"] == 0]
+    assert new_toy["seed"] == 0
+    assert new_toy["code"]["method"] != old_toy["code"]["method"]
+    assert new_toy["code"]["task"] == old_toy["code"]["task"]
+    assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == [
+        "maml", "toy (older code in 1 of 2 trials)"]
 
-    result = cli(*command)
-    assert result.exit_code == 0
-    assert "2 trials: 2 finished (1 kept from earlier runs)" in result.stdout
-    after = {p: read_record(p) for p in out.rglob("*.json")}
-    [maml] = [p for p in before if before[p]["method"] == "maml"]
-    [old_toy] = [p for p in before if before[p]["method"] == "toy"]
-    [new_toy] = [p for p in after if p not in before]
-    assert after[maml] == before[maml]
-    assert after[new_toy]["code"]["method"] != before[old_toy]["code"]["method"]
-    assert after[new_toy]["code"]["task"] == before[old_toy]["code"]["task"]
-
-    assert cli("report", out, "--out", reports, "--plugins", plugins).exit_code == 0
-    assert "older code" not in (reports / "LEADERBOARD.md").read_text()
+    assert "4 trials: 4 finished (3 kept from earlier runs)" in run(2)
+    assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == ["maml", "toy"]
 
 
 # -- bad records -----------------------------------------------------------------------------
@@ -435,6 +440,9 @@ BAD_INPUT = {
     "zero timeout": (["--timeout", "0"], "--timeout must be a positive number"),
     "timeout inline": (["--executor", "inline", "--timeout", "5"], "--timeout needs a worker"),
     "address without ray": (["--address", "auto"], "--address is for --executor ray"),
+    "malformed address": (["--executor", "ray", "--address", "head"], "write HOST:PORT"),
+    "nobody at address": (["--executor", "ray", "--address", "127.0.0.1:1"],
+                          "no Ray head answers there"),
     "missing plugin folder": (["--plugins", "/no/such/folder"], "does not exist"),
     "zero ways": ([*FEW_SHOT, "--set", "ways=0"], "ways must be at least 1 (got 0)"),
     "too many shots": ([*FEW_SHOT, "--set", "shots=10"],
