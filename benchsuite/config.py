@@ -97,13 +97,14 @@ def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
     return config
 
 
-def check_overrides_known(overrides: list[Override],
-                          trials: list[tuple[set[str], dict[str, Any]]]) -> None:
-    """Every override must name a key that some trial in its scope has. `trials` pairs
-    each trial's names (method, task) with its config."""
+def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]],
+                          names: list[set[str]] | None = None) -> None:
+    """Every override must name a key that some trial in its scope has. `names[i]` holds
+    the method and task names of `configs[i]`; without it, every config is in scope."""
     for override in overrides:
-        known = set().union(*(config.keys() for names, config in trials
-                              if override.scope is None or override.scope in names))
+        known = set().union(*(config.keys() for i, config in enumerate(configs)
+                              if override.scope is None or names is None
+                              or override.scope in names[i]))
         known -= COMMAND_LINE_KEYS.keys()
         if override.key not in known:
             where = f" for {override.scope}" if override.scope else ""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "inline", "ray")
 RAY_RETRIES = 2
+FORWARDED_PREFIX = "BENCHSUITE_"  # environment variables every Ray task gets from the driver
 ORPHAN_POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10.0
 STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
@@ -232,9 +233,14 @@ class RayExecutor(Executor):
         import ray
 
         remote_trial = ray.remote(run_isolated)
+        # Settings passed as environment variables (e.g. where the data lives) reach a
+        # local worker by inheritance; a cluster's workers get them from here.
+        forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIX)}
+        environment = {"runtime_env": {"env_vars": forwarded}} if forwarded else {}
         running = {}
         for spec in specs:
-            ref = remote_trial.options(**ray_resources(spec), max_retries=self.max_retries,
+            ref = remote_trial.options(**ray_resources(spec), **environment,
+                                       max_retries=self.max_retries,
                                        retry_exceptions=False).remote(spec, self.timeout)
             running[ref] = spec
         try:

@@ -37,6 +37,7 @@ FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "timing": dict, "memory": dict, "provenance": dict, "objective": dict,
     "error": (str, type(None)),
 }
+REQUIRED_KEYS = tuple(FIELD_TYPES)
 
 
 def record_path(out: Path, task: str, method: str, seed: int, trial_id: str) -> Path:
@@ -94,7 +95,7 @@ def read_record(path: Path) -> dict:
     if record.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"schema_version {record.get('schema_version')!r}, "
                          f"expected {SCHEMA_VERSION}")
-    missing = [k for k in FIELD_TYPES if k not in record]
+    missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"missing keys {missing}")
     for key, kind in FIELD_TYPES.items():

@@ -18,7 +18,6 @@ from typing import Any
 from tabulate import tabulate
 
 from benchsuite import config as configuration
-from benchsuite.contract import DataMissing
 from benchsuite.errors import UsageError
 from benchsuite.records import kept_record, new_record, record_path, write_atomic
 from benchsuite.registry import Plugin, Registry
@@ -127,8 +126,8 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
             for seed in range(seeds):
                 specs.append(_spec(method_name, method_plugin, task_plugin, seed, budget,
                                    resolved_device, options, overrides, out, reason))
-    configuration.check_overrides_known(
-        overrides, [({s.method, s.task}, s.config) for s in specs])
+    configuration.check_overrides_known(overrides, [s.config for s in specs],
+                                        [{s.method, s.task} for s in specs])
     for spec in specs:
         problems = [] if spec.incompatible else spec_problems(registry, spec)
         if problems:
@@ -163,10 +162,7 @@ def checked_device(name: str, device_here: bool) -> str:
 
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
     task_cls = registry.task(spec.task).cls
-    try:
-        return list(task_cls.check_config(spec.config))
-    except DataMissing as error:
-        return [str(error)]
+    return list(task_cls.check_config(spec.config))
 
 
 def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: int, budget: str,

@@ -50,6 +50,15 @@ class CrashesAlways(MAML):
 
     def __init__(self, config):
         kill_the_ray_worker()
+
+
+class ReadsEnvironment(MAML):
+    """Fails unless the driver's BENCHSUITE_ variables reached the worker."""
+    name, aliases = "reads-environment", ()
+
+    def __init__(self, config):
+        super().__init__(config)
+        assert os.environ.get("BENCHSUITE_PROBE") == "set by the driver"
 '''
 
 
@@ -89,18 +98,22 @@ def test_ray_and_local_executors_give_the_same_records(ray_cluster, tmp_path):
         assert without_clock_readings(on_ray) == without_clock_readings(here)  # bit-identical
 
 
-def test_a_lost_worker_is_retried_then_recorded_as_failed(ray_cluster, tmp_path):
+def test_lost_workers_are_retried_then_recorded_and_settings_travel(ray_cluster, tmp_path,
+                                                                   monkeypatch):
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "crashing.py").write_text(textwrap.dedent(CRASHING_METHODS))
-    specs = grid(tmp_path / "out", "crashes-once,crashes-always", [plugins])
+    monkeypatch.setenv("BENCHSUITE_PROBE", "set by the driver")  # after the cluster started
+    specs = grid(tmp_path / "out", "crashes-once,crashes-always,reads-environment", [plugins])
     summary = runner.execute(specs, executors.RayExecutor(None, None, max_retries=1),
                              force=False, quiet=True)
-    records = {read_record(p)["method"]: read_record(p) for p in (tmp_path / "out").rglob("*.json")}
+    records = {read_record(p)["method"]: read_record(p)
+               for p in (tmp_path / "out").rglob("*.json")}
     assert records["crashes-once"]["status"] == "finished"  # its retry ran to the end
     assert records["crashes-always"]["status"] == "failed"
     assert records["crashes-always"]["error"].startswith("lost by Ray after 1 retries")
-    assert len(summary.rows) == 2
+    assert records["reads-environment"]["status"] == "finished"
+    assert len(summary.rows) == 3
 
 
 def test_cuda_trials_ask_ray_for_one_gpu(tmp_path):
