@@ -66,7 +66,7 @@ def run(
         typer.echo(f"{len(specs)} trials (dry run: nothing executed)")
         return
     summary = runner.execute(specs, trial_executor, force=force, quiet=quiet)
-    kept = f" ({len(summary.kept)} kept from earlier runs)" if summary.kept else ""
+    kept = f" ({len(summary.kept)} skipped: kept from earlier runs)" if summary.kept else ""
     if summary.interrupted:
         typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records written "
                    f"by this run ({summary.counts(summary.written)}){kept}, "

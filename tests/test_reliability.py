@@ -206,7 +206,7 @@ def test_a_rerun_keeps_results_and_retries_failures(tmp_path):
     time.sleep(0.01)
     again = cli(*command)
     assert again.exit_code == 1  # the grid still holds a divergence and a failure
-    assert "(1 kept from earlier runs)" in again.stdout
+    assert "(1 skipped: kept from earlier runs)" in again.stdout
     assert "diverged (earlier run)" in again.stderr
     assert files["diverges"].stat().st_mtime_ns == written["diverges"]
     assert files["raises"].stat().st_mtime_ns != written["raises"]
@@ -295,7 +295,7 @@ def test_sigkill_of_the_runner_then_rerun_finishes_only_the_missing_trials(tmp_p
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
         text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr
-    assert "2 trials: 2 finished (1 kept from earlier runs)" in rerun.stdout
+    assert "2 trials: 2 finished (1 skipped: kept from earlier runs)" in rerun.stdout
     assert "ray imported: False" in rerun.stdout
     assert {p: p.stat().st_mtime_ns for p in first} == first
     records = [read_record(p) for p in out.rglob("*.json")]
@@ -345,7 +345,7 @@ def test_editing_one_method_reruns_only_its_trials_and_marks_its_old_rows(tmp_pa
     assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == [
         "maml", "toy (older code)"]
 
-    assert "2 trials: 2 finished (1 kept from earlier runs)" in run(1)
+    assert "2 trials: 2 finished (1 skipped: kept from earlier runs)" in run(1)
     assert {p: read_record(p) for p in before} == before  # nothing overwritten
     [new_toy] = [read_record(p) for p in out.rglob("*.json") if p not in before]
     [old_toy] = [r for r in before.values() if r["method"] == "toy" and r["seed"] == 0]
@@ -355,7 +355,7 @@ def test_editing_one_method_reruns_only_its_trials_and_marks_its_old_rows(tmp_pa
     assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == [
         "maml", "toy (older code in 1 of 2 trials)"]
 
-    assert "4 trials: 4 finished (3 kept from earlier runs)" in run(2)
+    assert "4 trials: 4 finished (3 skipped: kept from earlier runs)" in run(2)
     assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == ["maml", "toy"]
 
 
