@@ -1,11 +1,13 @@
 """Command-line interface: `benchsuite run | report | list`.
 
 Usage errors print one line (`error: …`) and exit 2 before anything is written. `run`
-exits 0 when every trial finished (or was n/a or already done), 1 when some failed.
+exits 0 when every trial of the grid finished (or is n/a), 1 when some did not (with a
+table of them), 130 / 143 when stopped by SIGINT / SIGTERM (after saying what was saved).
 """
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import typer
@@ -34,27 +36,26 @@ def run(
     out: Path = typer.Option(Path("results"), help="Folder for trial records."),
     set_: list[str] = typer.Option([], "--set", help="Override: key=value or name.key=value."),
     plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
-    executor: str = typer.Option("local", help="local (fresh process per trial) or inline."),
+    executor: str = typer.Option("local", help="local (a fresh process per trial), ray "
+                                               "(a Ray task per trial) or inline."),
+    address: str = typer.Option(None, help="Ray cluster to use with --executor ray (e.g. "
+                                           "auto, or HOST:PORT); default: a local instance."),
     timeout: float = typer.Option(None, help="Wall-clock limit per trial, in seconds."),
     force: bool = typer.Option(False, help="Re-run trials whose record already exists."),
     dry_run: bool = typer.Option(False, help="Print the trial grid and run nothing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
+    from benchsuite import executors, runner
     from benchsuite import registry as plugin_registry
-    from benchsuite import runner
 
     try:
-        if executor not in runner.EXECUTORS:
-            raise UsageError(f"unknown --executor {executor!r}; valid: "
-                             f"{', '.join(runner.EXECUTORS)}")
-        if timeout is not None and timeout <= 0:
-            raise UsageError(f"--timeout must be positive (got {timeout:g})")
+        trial_executor = executors.make_executor(executor, timeout=timeout, address=address)
         registry = plugin_registry.discover(plugins)
         specs = runner.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
                             budget=budget, device=device,
                             options={"iterations": iterations, "meta_batch": meta_batch},
-                            set_items=set_, out=out)
+                            set_items=set_, out=out, device_here=executor != "ray")
     except UsageError as error:
         fail_usage(error)
     if dry_run:
@@ -64,17 +65,18 @@ def run(
             typer.echo(f"{spec.label()}  [{state}]  -> {spec.path}")
         typer.echo(f"{len(specs)} trials (dry run: nothing executed)")
         return
-    try:
-        summary = runner.execute(specs, executor=executor, force=force, quiet=quiet,
-                                 timeout=timeout)
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted: every record written so far is complete; re-run the same "
-                   "command to finish the remaining trials", err=True)
-        raise typer.Exit(130) from None
-    counts = ", ".join(f"{len(v)} {k}" for k, v in sorted(summary.statuses.items()))
-    typer.echo(f"{len(specs)} trials: {counts}; records in {out}")
-    if summary.failed:
-        typer.echo("not finished:\n  " + "\n  ".join(summary.failed), err=True)
+    summary = runner.execute(specs, trial_executor, force=force, quiet=quiet)
+    kept = f" ({len(summary.kept)} skipped: kept from earlier runs)" if summary.kept else ""
+    if summary.interrupted:
+        typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records written "
+                   f"by this run ({summary.counts(summary.written)}){kept}, "
+                   f"{summary.planned - len(summary.rows)} trials not run; every record in "
+                   f"{out} is complete; re-run the same command to run the rest", err=True)
+        raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
+    typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {out}")
+    if summary.unfinished:
+        typer.echo(f"{len(summary.unfinished)} trials did not finish:\n"
+                   f"{summary.unfinished_table()}", err=True)
         raise typer.Exit(1)
 
 
@@ -91,6 +93,8 @@ def report(
     if not results.is_dir():
         fail_usage(UsageError(f"results folder {str(results)!r} does not exist; run "
                               "`benchsuite run` first or pass the folder holding records"))
+    if out.exists() and not out.is_dir():
+        fail_usage(UsageError(f"--out {str(out)!r} is a file; pass a folder for the report"))
     try:
         registry = plugin_registry.discover(plugins)
     except UsageError as error:

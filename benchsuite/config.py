@@ -29,6 +29,7 @@ RUNNER_DEFAULTS: dict[str, Any] = {
 }
 
 BUDGETS = ("quick", "paper")
+COMMAND_LINE_KEYS = {"seed": "--seeds", "budget": "--budget", "device": "--device"}
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,9 @@ def parse_overrides(items: list[str], scopes: set[str]) -> list[Override]:
                              f"run ({', '.join(sorted(scopes))})")
         if not key:
             raise UsageError(f"bad --set {item!r}: empty key")
+        if key in COMMAND_LINE_KEYS:
+            raise UsageError(f"bad --set {item!r}: {key} is chosen with "
+                             f"{COMMAND_LINE_KEYS[key]}")
         overrides.append(Override(scope or None, key, raw))
     return overrides
 
@@ -94,12 +98,18 @@ def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
     return config
 
 
-def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]]) -> None:
-    """Every override must name a key that some trial of the run has."""
-    known = set().union(*(c.keys() for c in configs)) if configs else set()
+def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]],
+                          names: list[set[str]] | None = None) -> None:
+    """Every override must name a key that some trial in its scope has. `names[i]` holds
+    the method and task names of `configs[i]`; without it, every config is in scope."""
     for override in overrides:
+        known = set().union(*(config.keys() for i, config in enumerate(configs)
+                              if override.scope is None or names is None
+                              or override.scope in names[i]))
+        known -= COMMAND_LINE_KEYS.keys()
         if override.key not in known:
-            raise UsageError(f"unknown --set key {override.key!r}; valid keys: "
+            where = f" for {override.scope}" if override.scope else ""
+            raise UsageError(f"unknown --set key {override.key!r}{where}; valid keys: "
                              f"{', '.join(sorted(known))}")
 
 

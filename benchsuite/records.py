@@ -2,7 +2,9 @@
 
 Layout: `<out>/<task>/<method>/seed<seed>-<id>.json`. A record is written to a temporary
 file in the same folder, flushed and fsync'ed, then renamed over its final name, so a
-reader (or a run killed at any moment) never sees a half-written record.
+reader (or a run killed at any moment) never sees a half-written record. Reading checks
+the layout and the types of everything the report uses, so a record that loads is safe to
+report and a foreign or damaged file is named and skipped.
 """
 
 from __future__ import annotations
@@ -14,22 +16,47 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
+if TYPE_CHECKING:
+    from benchsuite.runner import TrialSpec
+
 SCHEMA_VERSION = 1
-REQUIRED_KEYS = ("schema_version", "id", "method", "task", "seed", "status", "config",
-                 "metrics", "curve", "timing", "memory", "provenance")
-DONE_STATUSES = ("finished", "n/a")
+STATUSES = ("finished", "n/a", "failed", "diverged", "oom", "timeout")
+DONE_STATUSES = ("finished", "n/a", "diverged")
+"""Statuses a re-run keeps: a result (a divergence is one: the same config diverges
+again). failed, oom and timeout records are re-run, since the cause may be gone."""
+
+TEMPORARY_PREFIX = ".tmp-"  # a record being written; never read as one
+
+FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "schema_version": int, "id": str, "method": str, "task": str, "seed": int,
+    "status": str, "config": dict, "code": dict, "metrics": dict, "curve": list,
+    "timing": dict, "memory": dict, "provenance": dict, "objective": dict,
+    "error": (str, type(None)),
+}
+REQUIRED_KEYS = tuple(FIELD_TYPES)
 
 
 def record_path(out: Path, task: str, method: str, seed: int, trial_id: str) -> Path:
     return Path(out) / task / method / f"seed{seed}-{trial_id}.json"
 
 
+def new_record(spec: TrialSpec, status: str, error: str | None = None) -> dict:
+    """The record of `spec` with nothing measured yet: every status starts from it."""
+    return {
+        "schema_version": SCHEMA_VERSION, "id": spec.trial_id, "method": spec.method,
+        "task": spec.task, "seed": spec.seed, "status": status, "config": spec.config,
+        "code": spec.code, "metrics": {}, "curve": [], "timing": {}, "memory": {},
+        "provenance": {}, "error": error, "objective": spec.objective,
+    }
+
+
 def write_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=".json")
     try:
         with os.fdopen(fd, "w") as handle:
             json.dump(payload, handle, indent=1, sort_keys=True, default=str)
@@ -39,10 +66,26 @@ def write_atomic(path: Path, payload: dict) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Make the rename itself durable (a machine crash right after a write keeps it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def read_record(path: Path) -> dict:
-    """Load one record; raises ValueError with the reason if it is not a valid record."""
+    """Load one record; raises ValueError with the reason if it is not a valid record:
+    everything the report reads is checked here, so a record that loads can be reported."""
     try:
         record = json.loads(Path(path).read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -55,14 +98,55 @@ def read_record(path: Path) -> dict:
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"missing keys {missing}")
+    for key, kind in FIELD_TYPES.items():
+        if not _is_a(record[key], kind):
+            raise ValueError(f"{key} is a {type(record[key]).__name__}, "
+                             f"expected {_type_names(kind)}")
+    if record["status"] not in STATUSES:
+        raise ValueError(f"unknown status {record['status']!r}")
+    objective = record["objective"]
+    if not (isinstance(objective.get("metric"), str)
+            and isinstance(objective.get("higher_is_better"), bool)):
+        raise ValueError("objective needs a metric name and higher_is_better")
+    if record["status"] == "finished":
+        _check_measurements(record, objective["metric"])
     return record
 
 
-def is_done(path: Path) -> bool:
+def _check_measurements(record: dict, metric: str) -> None:
+    numbers = {"metrics": (metric, f"{metric}_std", f"{metric}_n"),
+               "timing": ("total_s",), "memory": ("peak_bytes",)}
+    for field, keys in numbers.items():
+        for key in keys:
+            if not _is_a(record[field].get(key), (int, float)):
+                raise ValueError(f"finished record without a number at {field}.{key}")
+    if record["metrics"][f"{metric}_n"] < 1:
+        raise ValueError(f"metrics.{metric}_n is below 1")
+    for point in record["curve"]:
+        if not (isinstance(point, dict) and _is_a(point.get("iteration"), int)
+                and _is_a(point.get(f"val_{metric}"), (int, float))
+                and _is_a(point.get("train_time_s"), (int, float))):
+            raise ValueError(f"curve point {str(point)[:60]} lacks iteration, "
+                             f"train_time_s or val_{metric}")
+
+
+def _is_a(value, kind) -> bool:
+    """isinstance, except that a JSON true/false is not a number."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind is not bool)
+
+
+def _type_names(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join("null" if k is type(None) else k.__name__ for k in kinds)
+
+
+def kept_record(path: Path) -> dict | None:
+    """The valid record at `path` if a re-run keeps it (see DONE_STATUSES), else None."""
     try:
-        return read_record(path)["status"] in DONE_STATUSES
+        record = read_record(path)
     except ValueError:
-        return False
+        return None
+    return record if record["status"] in DONE_STATUSES else None
 
 
 def git_commit() -> str | None:

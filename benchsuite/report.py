@@ -15,22 +15,27 @@ from pathlib import Path
 import pandas as pd
 from tabulate import tabulate
 
-from benchsuite.records import read_record
+from benchsuite.records import TEMPORARY_PREFIX, read_record
 from benchsuite.registry import Registry
 
 IGNORED_CONFIG_KEYS = ("seed", "device")
 
 
 def load_records(results: Path) -> tuple[list[dict], list[str]]:
-    records, warnings = [], []
+    """Every valid record under `results`, and one warning line per file skipped."""
+    records, warnings, seen = [], [], {}
     for path in sorted(Path(results).rglob("*.json")):
-        if path.name.startswith(".tmp-"):
+        if path.name.startswith(TEMPORARY_PREFIX):
             continue
         try:
             record = read_record(path)
         except ValueError as error:
             warnings.append(f"skipped {path}: {error}")
             continue
+        if record["id"] in seen:  # e.g. two results folders merged: count a trial once
+            warnings.append(f"skipped {path}: same trial id as {seen[record['id']]}")
+            continue
+        seen[record["id"]] = path
         record["_path"] = str(path)
         records.append(record)
     return records, warnings
@@ -84,6 +89,8 @@ def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tupl
         label = labels[(method, signature)]
         if group.stale.all():
             label += " (older code)"
+        elif group.stale.any():
+            label += f" (older code in {group.stale.sum()} of {len(group)} trials)"
         done = group[group.status == "finished"]
         statuses = group.status.value_counts().to_dict()
         status = ", ".join(f"{n} {s}" for s, n in sorted(statuses.items()))
@@ -174,7 +181,11 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
         lines += [f"Budget: {budgets} (quick = CPU-sized iteration counts; paper = the "
                   "paper's). Metric: mean over all test episodes of all seeds, ± 95% CI.", ""]
         for task, group in frame.groupby("task", sort=True):
-            metric, higher = _objective(group)
+            metric, higher = _objective(group, registry)
+            other_metric = group.objective.map(lambda o: o["metric"]) != metric
+            warnings += [f"skipped {path}: its {task} metric is not {metric}"
+                         for path in group[other_metric]._path]
+            group = group[~other_metric]
             seeds = sorted(group.seed.unique())
             lines += [f"## {task}", "", f"Seeds: {', '.join(map(str, seeds))}. "
                       f"Metric: {metric} ({'higher' if higher else 'lower'} is better).", ""]
@@ -203,6 +214,10 @@ def _drop_superseded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~(frame.stale & has_current)]
 
 
-def _objective(group: pd.DataFrame) -> tuple[str, bool]:
-    objective = group.objective.dropna().iloc[0]
-    return objective["metric"], objective["higher_is_better"]
+def _objective(group: pd.DataFrame, registry: Registry) -> tuple[str, bool]:
+    """The task's metric as its plugin defines it now, else as most of its records say."""
+    task = registry.tasks.get(group.task.iloc[0])
+    if task:
+        return task.cls.metric, task.cls.higher_is_better
+    objective = group.objective.map(lambda o: (o["metric"], o["higher_is_better"]))
+    return objective.mode().iloc[0]

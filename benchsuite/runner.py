@@ -1,26 +1,30 @@
-"""The runner: crosses methods × tasks × seeds into trials, skips finished ones, executes
-the rest (each in a fresh process by default) and writes one record per trial.
+"""The runner: crosses methods × tasks × seeds into trials, validates them before anything
+is written, keeps the records an earlier run completed, hands the rest to an executor
+(benchsuite.executors) and writes each record atomically as it arrives.
 
 It handles plugins only through the registry and the contract; it names none of them.
 """
 
 from __future__ import annotations
 
-import multiprocessing
+import signal
 import sys
-import time
-import traceback
+import threading
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tabulate import tabulate
+
 from benchsuite import config as configuration
 from benchsuite.errors import UsageError
-from benchsuite.records import SCHEMA_VERSION, is_done, provenance, record_path, write_atomic
-from benchsuite.registry import Plugin, Registry, load_plugin_file
-from benchsuite.trial import Diverged, resolve_device, run_trial
+from benchsuite.records import kept_record, new_record, record_path, write_atomic
+from benchsuite.registry import Plugin, Registry
+from benchsuite.trial import resolve_device
 
-EXECUTORS = ("local", "inline")
+GOOD_STATUSES = ("finished", "n/a")
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @dataclass
@@ -45,15 +49,41 @@ class TrialSpec:
 
 @dataclass
 class RunSummary:
-    statuses: dict[str, list[str]] = field(default_factory=dict)  # status -> trial labels
+    """The status of every trial of a run's grid, whether it ran now or earlier."""
 
-    def add(self, status: str, label: str) -> None:
-        self.statuses.setdefault(status, []).append(label)
+    planned: int
+    rows: list[dict] = field(default_factory=list)
+    interrupted: str | None = None   # the signal that stopped the run
+
+    def add(self, spec: TrialSpec, record: dict, earlier: bool = False) -> None:
+        self.rows.append({"trial": spec.label(), "status": record["status"],
+                          "error": record["error"], "earlier": earlier, "path": spec.path})
+
+    def counts(self, rows: list[dict] | None = None) -> str:
+        statuses = [r["status"] for r in (self.rows if rows is None else rows)]
+        return ", ".join(f"{statuses.count(s)} {s}" for s in sorted(set(statuses))) or "none"
 
     @property
-    def failed(self) -> list[str]:
-        return [f"{label}: {status}" for status, labels in self.statuses.items()
-                if status not in ("finished", "n/a", "skipped") for label in labels]
+    def written(self) -> list[dict]:
+        return [r for r in self.rows if not r["earlier"]]
+
+    @property
+    def kept(self) -> list[dict]:
+        return [r for r in self.rows if r["earlier"]]
+
+    @property
+    def unfinished(self) -> list[dict]:
+        return [r for r in self.rows if r["status"] not in GOOD_STATUSES]
+
+    def unfinished_table(self) -> str:
+        rows = [[r["trial"], r["status"] + (" (earlier run)" if r["earlier"] else ""),
+                 _shorten(r["error"] or "", 100)] for r in self.unfinished]
+        return tabulate(rows, ["trial", "status", "error"])
+
+
+def _shorten(text: str, width: int) -> str:
+    text = text.splitlines()[0] if text else ""
+    return text if len(text) <= width else text[:width - 1] + "…"
 
 
 def select(names: str, available: list[str], lookup) -> list[str]:
@@ -69,17 +99,20 @@ def select(names: str, available: list[str], lookup) -> list[str]:
 
 def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: str,
          device: str, options: dict[str, Any], set_items: list[str],
-         out: Path) -> list[TrialSpec]:
-    """The trial grid, validated before anything runs or is written."""
+         out: Path, device_here: bool = True) -> list[TrialSpec]:
+    """The trial grid, validated before anything runs or is written. `device_here`: the
+    trials run on this machine, so the device must exist here."""
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1 (got {seeds})")
     if budget not in configuration.BUDGETS:
         raise UsageError(f"unknown --budget {budget!r}; valid: {', '.join(configuration.BUDGETS)}")
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {str(out)!r} is a file; pass a folder for the records")
     method_names = select(methods, registry.canonical_methods(), registry.method)
     task_names = select(tasks, registry.canonical_tasks(), registry.task)
     explicit = methods.strip() != "all" and tasks.strip() != "all"
     overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
-    resolved_device = str(resolve_device(device))
+    resolved_device = checked_device(device, device_here)
 
     specs = []
     for task_name in task_names:
@@ -93,12 +126,38 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
             for seed in range(seeds):
                 specs.append(_spec(method_name, method_plugin, task_plugin, seed, budget,
                                    resolved_device, options, overrides, out, reason))
-    configuration.check_overrides_known(overrides, [s.config for s in specs])
+    configuration.check_overrides_known(overrides, [s.config for s in specs],
+                                        [{s.method, s.task} for s in specs])
     for spec in specs:
         problems = [] if spec.incompatible else spec_problems(registry, spec)
         if problems:
             raise UsageError(f"{spec.label()}: {problems[0]}")
     return specs
+
+
+def checked_device(name: str, device_here: bool) -> str:
+    """The device trials run on; `auto` is resolved on this machine."""
+    import torch
+
+    valid = "valid: auto, cpu, cuda, cuda:N"
+    try:
+        device = resolve_device(name)
+    except RuntimeError:
+        raise UsageError(f"unknown --device {name!r}; {valid}") from None
+    if device.type not in ("cpu", "cuda"):
+        raise UsageError(f"unsupported --device {name!r}; {valid}")
+    if device.type == "cuda" and not device_here and device.index is not None:
+        raise UsageError(f"--device {name!r}: a remote executor gives each trial one GPU of "
+                         "its own; write --device cuda")
+    if device.type == "cuda" and device_here:
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0:
+            raise UsageError(f"--device {name!r}: this machine has no CUDA device; use "
+                             "--device cpu (or auto)")
+        if device.index is not None and device.index >= count:
+            raise UsageError(f"--device {name!r}: this machine has {count} CUDA devices "
+                             f"(cuda:0 … cuda:{count - 1})")
+    return str(device)
 
 
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
@@ -121,110 +180,66 @@ def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: in
                      incompatible=reason)
 
 
-def base_record(spec: TrialSpec, status: str) -> dict:
-    return {
-        "schema_version": SCHEMA_VERSION, "id": spec.trial_id, "method": spec.method,
-        "task": spec.task, "seed": spec.seed, "status": status, "config": spec.config,
-        "code": spec.code, "metrics": {}, "curve": [], "timing": {}, "memory": {},
-        "provenance": {}, "error": None, "objective": spec.objective,
-    }
+# -- filing ---------------------------------------------------------------------------------
+@contextmanager
+def stop_on_signals():
+    """SIGINT and SIGTERM raise KeyboardInterrupt, so `finally` blocks kill workers and
+    nothing is left half-done (a plain SIGTERM would end Python without running them).
+    Yields the list the names of the signals received go to (libraries such as Ray turn
+    the exception into a bare KeyboardInterrupt, so it cannot carry the name)."""
+    received: list[str] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield received
+        return
 
+    def stop(signum, frame):
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[-1])
 
-# -- executing one trial ---------------------------------------------------------------------
-def trial_outcome(spec: TrialSpec) -> dict:
-    """Run the trial in this process and return its full record (any status)."""
-    import torch
-
-    registry = Registry()
-    load_plugin_file(Path(spec.method_path), registry)
-    load_plugin_file(Path(spec.task_path), registry)
-    if registry.unavailable:
-        record = base_record(spec, "failed")
-        record["error"] = "; ".join(registry.unavailable.values())
-        return record
-    record = base_record(spec, "finished")
-    device = torch.device(spec.config["device"])
+    previous = {signum: signal.signal(signum, stop) for signum in STOP_SIGNALS}
     try:
-        measured = run_trial(registry.method(spec.method).cls, registry.task(spec.task).cls,
-                             spec.config)
-        measured.pop("device")
-        record.update(measured)
-    except Diverged as error:
-        record.update(status="diverged", error=str(error))
-    except torch.OutOfMemoryError as error:
-        record.update(status="oom", error=str(error).splitlines()[0])
-    except MemoryError:
-        record.update(status="oom", error="host out of memory (MemoryError)")
-    except Exception as error:  # a plugin's failure is a trial's status, not a crash
-        record.update(status="failed", error=f"{type(error).__name__}: {error}",
-                      traceback=traceback.format_exc(limit=8))
-    record["provenance"] = provenance(device)
-    return record
-
-
-def _child(spec: TrialSpec, connection) -> None:
-    connection.send(trial_outcome(spec))
-    connection.close()
-
-
-def run_isolated(spec: TrialSpec, timeout: float | None) -> dict:
-    """Run a trial in a fresh spawned process, with a wall-clock limit."""
-    context = multiprocessing.get_context("spawn")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_child, args=(spec, sender), daemon=True)
-    started = time.monotonic()
-    process.start()
-    sender.close()
-    try:
-        if receiver.poll(timeout):
-            record = receiver.recv()
-            process.join()
-            return record
-        status, error = "failed", _exit_reason(process)
-        if process.is_alive():
-            status, error = "timeout", f"exceeded the {timeout:g} s trial time limit"
-        record = base_record(spec, status)
-        record["error"] = error
-        record["timing"] = {"total_s": time.monotonic() - started}
-        return record
+        yield received
     finally:
-        if process.is_alive():
-            process.kill()
-        process.join()
-        receiver.close()
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
-def _exit_reason(process) -> str:
-    process.join(timeout=5)
-    code = process.exitcode
-    if code is not None and code < 0 and -code == 9:
-        return "worker killed by SIGKILL (often the host's out-of-memory killer)"
-    return f"worker process exited with code {code} before reporting a result"
-
-
-def execute(specs: list[TrialSpec], *, executor: str, force: bool, quiet: bool,
-            timeout: float | None) -> RunSummary:
+def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> RunSummary:
+    """Run the trials that have no record a re-run keeps (all with `force`) on `executor`
+    and write each record atomically as it arrives."""
     from tqdm import tqdm
 
-    summary = RunSummary()
-    bar = tqdm(specs, disable=quiet, unit="trial", file=sys.stderr, dynamic_ncols=True)
+    summary = RunSummary(planned=len(specs))
+    pending, not_applicable = [], []
+    for spec in specs:
+        kept = None if force else kept_record(spec.path)
+        if kept:
+            summary.add(spec, kept, earlier=True)
+        elif spec.incompatible:
+            not_applicable.append(spec)
+        else:
+            pending.append(spec)
+    bar = tqdm(total=len(pending), disable=quiet or not pending, unit="trial",
+               file=sys.stderr, dynamic_ncols=True)
+    received = []
     try:
-        for spec in bar:
-            bar.set_description(spec.label())
-            if not force and is_done(spec.path):
-                summary.add("skipped", spec.label())
-                continue
-            if spec.incompatible:
-                record = base_record(spec, "n/a")
-                record["error"] = spec.incompatible
-            elif executor == "inline":
-                record = trial_outcome(spec)
-            else:
-                record = run_isolated(spec, timeout)
-            write_atomic(spec.path, record)
-            summary.add(record["status"], spec.label())
-            if record["status"] not in ("finished", "n/a") and not quiet:
-                bar.write(f"{spec.label()}: {record['status']}: {record['error']}")
+        with executor if pending else nullcontext(), stop_on_signals() as received:
+            for spec in not_applicable:
+                _file(spec, new_record(spec, "n/a", spec.incompatible), summary)
+            with closing(executor.outcomes(pending)) as outcomes:
+                for spec, record in outcomes:
+                    _file(spec, record, summary)
+                    bar.update()
+                    bar.set_description(f"{spec.label()}: {record['status']}")
+                    if record["status"] not in GOOD_STATUSES and not quiet:
+                        bar.write(f"{spec.label()}: {record['status']}: {record['error']}")
+    except KeyboardInterrupt:
+        summary.interrupted = received[0] if received else "SIGINT"
     finally:
         bar.close()
     return summary
+
+
+def _file(spec: TrialSpec, record: dict, summary: RunSummary) -> None:
+    write_atomic(spec.path, record)
+    summary.add(spec, record)
