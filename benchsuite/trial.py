@@ -54,7 +54,7 @@ def episode_scores(method: Method, task: Task, phi: Params, episodes: EpisodeBat
     A task with a single test episode is scored per query example instead."""
     def score_one(phi, sx, sy, qx, qy):
         theta = method.adapt(task, phi, sx, sy, steps)
-        return task.score(theta, phi, qx, qy)
+        return method.score(task, phi, theta, qx, qy)
 
     chunks = []
     for start in range(0, len(episodes), config["eval_chunk"]):
