@@ -197,6 +197,9 @@ class Method:
     supports: ClassVar[frozenset[str]]
     hyperparameters: ClassVar[dict[str, Any]] = {}
     task_overrides: ClassVar[dict[str, Any]] = {}
+    adapts_randomly: ClassVar[bool] = False
+    """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
+    episode of a vmapped chunk its own draws."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
@@ -210,8 +213,8 @@ class Method:
         return None
 
     def init_meta_params(self, task: Task, generator: torch.Generator) -> Params:
-        """φ₀ plus any meta-parameters the method owns (e.g. Meta-SGD's step sizes), those
-        under `owned` keys; the task only ever sees `task_part(phi)`."""
+        """φ₀ plus any meta-parameters the method owns (e.g. Meta-SGD's step sizes), stored
+        with `owned`; the task is only ever given `task_part(phi)`."""
         return task.init_meta_params(generator)
 
     def meta_gradient(self, task: Task, phi: Params, batch: EpisodeBatch) -> MetaGradient:

@@ -16,9 +16,8 @@ mask is sampled with the Gumbel-softmax relaxation over its two outcomes (logits
 temperature τ) and the straight-through estimator: the forward pass uses the hard sample,
 gradients flow through the relaxed one. For logits (ζ, 0) the relaxed sample is
 σ((ζ + log u − log(1 − u)) / τ), u ~ U(0, 1), which is what is drawn here.
-Defaults as in the paper's code: T_l = I, ζ = 0, τ = 1. At test time the mask is the most
-probable one, M = 1[ζ ≥ 0], so that evaluation is deterministic (the paper's code samples
-it there as well).
+Defaults as in the paper's code: T_l = I, ζ = 0, τ = 1. Test-time adaptation samples the
+mask the same way, one per episode, as the paper's code does.
 """
 
 import torch
@@ -43,7 +42,7 @@ def straight_through_mask(logits: torch.Tensor, temperature: float) -> torch.Ten
     u = torch.rand_like(logits).clamp(1e-12, 1 - 1e-12)
     relaxed = torch.sigmoid((logits + torch.log(u) - torch.log1p(-u)) / temperature)
     hard = (relaxed > 0.5).to(logits.dtype)
-    return hard + relaxed - relaxed.detach()
+    return relaxed + (hard - relaxed).detach()  # exactly 0 or 1 in the forward pass
 
 
 def masked_step_sizes(layers, theta, masks, step_size: float):
@@ -60,6 +59,7 @@ class MTNet(Method):
     name = "mtnet"
     paper = "Lee & Choi 2018 (MT-net)"
     supports = frozenset({META_INIT})
+    adapts_randomly = True
     hyperparameters = {"mask_temperature": 1.0, "mask_logit_init": 0.0}
 
     @classmethod
@@ -79,27 +79,21 @@ class MTNet(Method):
         return WithTransforms(task, [channel_mixing(transforms[str(layer)])
                                      for layer in range(len(transforms))])
 
-    def adapt_with_masks(self, task, phi, support_x, support_y, steps, masks):
+    def adapt(self, task, phi, support_x, support_y, steps):
         task_phi = task_part(phi)
         theta = task.initial_theta(task_phi)
+        masks = {layer: straight_through_mask(logits, self.config["mask_temperature"])
+                 for layer, logits in owned_part(phi, MASK_LOGITS).items()}
         step_sizes = masked_step_sizes(task.layers(theta), theta, masks, self.config["inner_lr"])
         return gradient_descent(self.transformed(task, phi), theta, task_phi, support_x,
                                 support_y, steps, step_sizes)
-
-    def adapt(self, task, phi, support_x, support_y, steps):
-        most_probable = {layer: (logits >= 0).to(logits.dtype)
-                         for layer, logits in owned_part(phi, MASK_LOGITS).items()}
-        return self.adapt_with_masks(task, phi, support_x, support_y, steps, most_probable)
 
     def score(self, task, phi, theta, x, y):
         return self.transformed(task, phi).score(theta, task_part(phi), x, y)
 
     def meta_gradient(self, task, phi, batch):
         def task_objective(phi, support_x, support_y, query_x, query_y):
-            masks = {layer: straight_through_mask(logits, self.config["mask_temperature"])
-                     for layer, logits in owned_part(phi, MASK_LOGITS).items()}
-            theta = self.adapt_with_masks(task, phi, support_x, support_y,
-                                          self.config["inner_steps"], masks)
+            theta = self.adapt(task, phi, support_x, support_y, self.config["inner_steps"])
             return self.transformed(task, phi).outer_loss(theta, task_part(phi), query_x,
                                                           query_y)
 
