@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
@@ -135,7 +136,7 @@ class WithTransforms:
 def channel_mixing(matrix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
     """h ↦ M h over the output units on dimension 1: a linear map of a layer's features,
     or a 1×1 convolution of its channels."""
-    return lambda h: torch.einsum("ij,nj...->ni...", matrix, h)
+    return lambda h: F.linear(h.movedim(1, -1), matrix).movedim(-1, 1)
 
 
 def per_layer(task: Task, theta: Params, make: Callable[[int], torch.Tensor]) -> Params:
