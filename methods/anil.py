@@ -1,5 +1,5 @@
 """ANIL — Almost No Inner Loop (Raghu, Raghu, Bengio & Vinyals, ICLR 2020, "Rapid Learning
-or Feature Reuse? Towards Understanding the Effectiveness of MAML", Section 4).
+or Feature Reuse? Towards Understanding the Effectiveness of MAML").
 
 MAML (methods/maml.py) with the inner loop restricted to the head: θ = (θ_body, θ_head),
 both initialised from φ, and for each task b

@@ -4,11 +4,11 @@ Learning").
 Next to the initialisation θ₀ = θ₀(φ), Meta-SGD meta-learns a step size for every
 coordinate of θ, a tensor α of θ's shape that sets both the direction and the size of the
 inner update. For each task b of the meta-batch, with support S_b and query Q_b:
-    θ_b,k+1 = θ_b,k − α ⊙ ∇_θ f(θ_b,k, φ; S_b)       k = 0 … K−1    (Alg. 1, line 6; K = 1)
+    θ_b,k+1 = θ_b,k − α ⊙ ∇_θ f(θ_b,k, φ; S_b)       k = 0 … K−1     (Algorithm 1; K = 1)
     L(φ, α) = 1/B Σ_b F(θ_b,K(φ, α), φ; Q_b)
-    (φ, α) ← (φ, α) − β ∇_(φ,α) L                                     (Alg. 1, line 8)
+    (φ, α) ← (φ, α) − β ∇_(φ,α) L
 The hypergradient is exact: reverse mode through all K steps, second order. α is drawn
-uniformly from [alpha_init_low, alpha_init_high], the paper's [0.005, 0.1] (Section 4.1);
+uniformly from [alpha_init_low, alpha_init_high], the paper's [0.005, 0.1];
 setting both bounds to the task's inner step size gives learn2learn's MetaSGD start. At test
 time the task is adapted with the learned α.
 """

@@ -1,11 +1,11 @@
 """MT-net (Lee & Choi, ICML 2018, "Gradient-Based Meta-Learning with Learned Layerwise
 Metric and Subspace").
 
-T-net (Section 3.1): every layer l of the task's model computes
+T-net: every layer l of the task's model computes
     h_l = σ(T_l (W_l h_l−1 + b_l))
 with T_l a square matrix over the layer's output units (a 1×1 convolution for a conv
 layer), shared by all tasks and meta-learned only; the task learner adapts W = θ, from
-θ₀ = φ. MT-net (Section 3.2) restricts each inner step to a subspace chosen by a binary
+θ₀ = φ. MT-net restricts each inner step to a subspace chosen by a binary
 mask M over the output units of each layer, shared by the unit's weight row and bias (the
 paper's code for its experiments, `share_M`):
     θ_b,k+1 = θ_b,k − α M_b ⊙ ∇_θ f(θ_b,k; T, S_b)       k = 0 … K−1

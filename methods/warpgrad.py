@@ -3,12 +3,12 @@ ICLR 2020, "Meta-Learning with Warped Gradient Descent"), as Warp-MAML.
 
 Warp layers ω_l, shared by all tasks and never adapted, are interleaved with the task
 layers: layer l computes h_l = σ(ω_l(W_l h_l−1 + b_l)). Back-propagating through ω makes
-plain gradient descent on θ a preconditioned descent (Section 3):
+plain gradient descent on θ a preconditioned descent:
     θ_k+1 = θ_k − α ∇_θ f(θ_k; ω, S)
 Here the warp layers are linear maps of the layer's output units, Ω_l, initialised to the
 identity (the simplest warp layer; the paper also uses deeper, non-linear ones).
 
-Warp parameters follow the WarpGrad objective (Section 4, Eq. 9 and Algorithm 2): the
+Warp parameters follow the WarpGrad objective (the paper's Algorithm 2): the
 points θ_b,k of each task's adaptation trajectory are held fixed, and ω is scored on one
 warped step from each of them, so no gradient flows through the trajectory:
     L_warp(ω) = 1/B Σ_b 1/K Σ_k F(θ̄_b,k − α ∇_θ f(θ̄_b,k; ω, S_b); ω, Q_b),   θ̄ = stop-grad θ
