@@ -1,4 +1,4 @@
-"""Meta-SGD, ANIL, MT-net and WarpGrad (and MAML) against second implementations: the
+"""Meta-SGD, ANIL, MT-net and WarpGrad against second implementations: the
 learn2learn algorithms on an nn.Module with the same weights, explicit torch.autograd loops
 over the tasks, and central finite differences of the meta-objective. All in float64."""
 
@@ -7,7 +7,6 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import small_config
 from torch import nn
 
 from benchsuite.contract import META_INIT, Task, owned_part, task_part
@@ -20,6 +19,7 @@ from methods.metasgd import MetaSGD
 from methods.mtnet import MTNet, straight_through_mask
 from methods.warpgrad import WarpGrad
 from tasks.sinusoid import Sinusoid
+from tests.conftest import small_config
 
 
 def setup(method_cls, seed=0, **overrides):
@@ -75,18 +75,6 @@ def learn2learn_meta_gradient(wrapper, batch, steps):
             learner.adapt(F.mse_loss(learner(sx), sy))
         total = total + F.mse_loss(learner(qx), qy)
     (total / len(batch)).backward()
-
-
-def test_maml_matches_learn2learn():
-    learn2learn = pytest.importorskip("learn2learn")
-    method, task, phi, batch = setup(MAML)
-    ours = method.meta_gradient(task, phi, batch).grads
-    model, names = module_with(phi)
-    wrapper = learn2learn.algorithms.MAML(model, lr=method.config["inner_lr"],
-                                          first_order=False)
-    learn2learn_meta_gradient(wrapper, batch, method.config["inner_steps"])
-    reference = {names[n]: p.grad for n, p in model.named_parameters()}
-    assert relative_difference(ours, reference) <= 1e-5
 
 
 def test_metasgd_matches_learn2learn():
