@@ -14,13 +14,38 @@ engine (runner, trial, report) talks to them only through the classes below.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 
 Params = dict[str, torch.Tensor]
+LayerTransforms = Sequence[Callable[[torch.Tensor], torch.Tensor]]
+"""One function per layer of a task's model, applied to that layer's affine output (batch
+first, the layer's output units — features or channels — on dimension 1) before its
+nonlinearity and normalisation: MT-net's T and WarpGrad's warp layers."""
+
+OWNED_SEPARATOR = ":"
+"""A method's own meta-parameters (Meta-SGD's step sizes, MT-net's transforms, ...) sit in
+φ beside the task's under keys "group:name"; a task's keys never contain the separator."""
+
+
+def owned(group: str, params: Params) -> Params:
+    """`params` as the method-owned group `group` of φ."""
+    return {f"{group}{OWNED_SEPARATOR}{k}": v for k, v in params.items()}
+
+
+def owned_part(phi: Params, group: str) -> Params:
+    """The method-owned group `group` of φ, keyed by name."""
+    prefix = f"{group}{OWNED_SEPARATOR}"
+    return {k[len(prefix):]: v for k, v in phi.items() if k.startswith(prefix)}
+
+
+def task_part(phi: Params) -> Params:
+    """The task's own meta-parameters in φ, without any method-owned group."""
+    return {k: v for k, v in phi.items() if OWNED_SEPARATOR not in k}
+
 
 META_INIT = "meta-initialisation"
 META_REPRESENTATION = "meta-representation"
@@ -118,6 +143,16 @@ class Task:
     """Keys of θ that form the final (classifier/regression) layer, for head-only inner
     loops (ANIL)."""
 
+    layer_transforms: ClassVar[bool] = False
+    """Whether θ's model takes per-layer transforms (MT-net, WarpGrad): if so, `layers`
+    groups θ by layer and `inner_loss`, `outer_loss` and `score` take a keyword argument
+    `transforms` (LayerTransforms, one function per layer; None for the plain model)."""
+
+    def layers(self, theta: Params) -> list[tuple[str, ...]]:
+        """θ's keys grouped by layer in forward order, weight first; every tensor of a
+        layer has the layer's output units on dimension 0 (only with `layer_transforms`)."""
+        raise NotImplementedError
+
     # -- losses (one task, unbatched: methods vmap over the meta-batch) -------------------
     def inner_loss(self, theta: Params, phi: Params, x: torch.Tensor, y: torch.Tensor):
         """f(θ, φ; support) for a single task."""
@@ -162,6 +197,9 @@ class Method:
     supports: ClassVar[frozenset[str]]
     hyperparameters: ClassVar[dict[str, Any]] = {}
     task_overrides: ClassVar[dict[str, Any]] = {}
+    adapts_randomly: ClassVar[bool] = False
+    """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
+    episode of a vmapped chunk its own draws."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
@@ -175,7 +213,8 @@ class Method:
         return None
 
     def init_meta_params(self, task: Task, generator: torch.Generator) -> Params:
-        """φ₀ plus any meta-parameters the method owns (e.g. Meta-SGD's step sizes)."""
+        """φ₀ plus any meta-parameters the method owns (e.g. Meta-SGD's step sizes), stored
+        with `owned`; the task is only ever given `task_part(phi)`."""
         return task.init_meta_params(generator)
 
     def meta_gradient(self, task: Task, phi: Params, batch: EpisodeBatch) -> MetaGradient:
@@ -186,3 +225,8 @@ class Method:
         """θ adapted on one task's support set with `steps` inner steps, as this method
         adapts at test time."""
         raise NotImplementedError
+
+    def score(self, task: Task, phi: Params, theta: Params, x, y):
+        """Per-example metric values of adapted θ on one task's query set, through the model
+        this method adapts (methods that insert transforms into the model override this)."""
+        return task.score(theta, task_part(phi), x, y)

@@ -11,10 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 
 import torch
-from torch.func import grad, grad_and_value, jvp, vmap
+import torch.nn.functional as F
+from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
-from benchsuite.contract import EpisodeBatch, MetaGradient, Params, Task
+from benchsuite.contract import EpisodeBatch, LayerTransforms, MetaGradient, Method, Params, Task
 
 StepSize = float | Mapping[str, torch.Tensor]
 
@@ -72,14 +73,16 @@ def gradient_descent(task: Task, theta: Params, phi: Params, x, y, steps: int,
 
 
 # -- meta-batches ---------------------------------------------------------------------------
-def over_tasks(per_task: Callable, batching: str) -> Callable:
+def over_tasks(per_task: Callable, batching: str, randomness: str = "error") -> Callable:
     """Lift `per_task(phi, support_x, support_y, query_x, query_y)` to a meta-batch.
 
     "vmap" processes the tasks together with torch.func.vmap; "loop" runs them one by one
     and stacks the results (less memory, sometimes faster for large convolutions on CPU).
+    A `per_task` that draws random numbers needs randomness="different" (one draw per task)
+    under vmap.
     """
     if batching == "vmap":
-        return vmap(per_task, in_dims=(None, 0, 0, 0, 0))
+        return vmap(per_task, in_dims=(None, 0, 0, 0, 0), randomness=randomness)
     if batching == "loop":
         def looped(phi, sx, sy, qx, qy):
             outs = [per_task(phi, sx[t], sy[t], qx[t], qy[t]) for t in range(sx.shape[0])]
@@ -89,13 +92,66 @@ def over_tasks(per_task: Callable, batching: str) -> Callable:
 
 
 def mean_objective_gradient(per_task_objective: Callable, phi: Params, batch: EpisodeBatch,
-                            batching: str) -> MetaGradient:
+                            batching: str, randomness: str = "error") -> MetaGradient:
     """∇_φ of the meta-batch mean of `per_task_objective(phi, sx, sy, qx, qy)`."""
-    def meta_objective(phi):
-        return over_tasks(per_task_objective, batching)(phi, *batch.tensors()).mean()
+    def objective_twice(*args):
+        value = per_task_objective(*args)
+        return value, value
 
-    grads, value = grad_and_value(meta_objective)(phi)
-    return MetaGradient(grads=grads, outer_loss=float(value))
+    return mean_surrogate_gradient(objective_twice, phi, batch, batching, randomness)
+
+
+def mean_surrogate_gradient(per_task: Callable, phi: Params, batch: EpisodeBatch,
+                            batching: str, randomness: str = "error") -> MetaGradient:
+    """∇_φ of the meta-batch mean of a surrogate objective, for methods whose meta-objective
+    is not the outer loss itself: `per_task(phi, sx, sy, qx, qy)` returns (surrogate, outer
+    loss); the gradient follows the surrogate and the reported loss is the outer loss."""
+    def meta_objective(phi):
+        surrogate, outer = over_tasks(per_task, batching, randomness)(phi, *batch.tensors())
+        return surrogate.mean(), outer.mean()
+
+    grads, outer_loss = grad(meta_objective, has_aux=True)(phi)
+    return MetaGradient(grads=grads, outer_loss=float(outer_loss))
+
+
+# -- models with per-layer transforms --------------------------------------------------------
+class WithTransforms:
+    """A task whose model runs with fixed per-layer transforms (Task.layer_transforms):
+    its losses and score under the plain task interface, so the inner loops above apply."""
+
+    def __init__(self, task: Task, transforms: LayerTransforms):
+        self.task = task
+        self.transforms = transforms
+
+    def inner_loss(self, theta, phi, x, y):
+        return self.task.inner_loss(theta, phi, x, y, transforms=self.transforms)
+
+    def outer_loss(self, theta, phi, x, y):
+        return self.task.outer_loss(theta, phi, x, y, transforms=self.transforms)
+
+    def score(self, theta, phi, x, y):
+        return self.task.score(theta, phi, x, y, transforms=self.transforms)
+
+
+def channel_mixing(matrix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """h ↦ M h over the output units on dimension 1: a linear map of a layer's features,
+    or a 1×1 convolution of its channels."""
+    return lambda h: F.linear(h.movedim(1, -1), matrix).movedim(-1, 1)
+
+
+def per_layer(task: Task, theta: Params, make: Callable[[int], torch.Tensor]) -> Params:
+    """`make(width)` for each layer of θ's model (width: its output units), keyed by the
+    layer's index, on θ's device and in its dtype."""
+    reference = next(iter(theta.values()))
+    return {str(layer): make(theta[keys[0]].shape[0]).to(reference)
+            for layer, keys in enumerate(task.layers(theta))}
+
+
+def layer_transforms_incompatibility(method: type[Method], task: type[Task]) -> str | None:
+    if not task.layer_transforms:
+        return (f"{method.name} inserts per-layer transforms into the model, and {task.name}'s "
+                "model takes none (Task.layer_transforms)")
+    return None
 
 
 # -- implicit differentiation pieces ------------------------------------------------------------

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from benchsuite.contract import Params
+from benchsuite.contract import LayerTransforms, Params
 
 
 def uniform_fan_in(shape: tuple[int, ...], fan_in: int, generator: torch.Generator,
@@ -31,14 +31,23 @@ def mlp_init(sizes: list[int], generator: torch.Generator) -> Params:
     return params
 
 
-def mlp_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
-    """ReLU MLP; the last layer is linear."""
+def mlp_forward(params: Params, x: torch.Tensor,
+                transforms: LayerTransforms | None = None) -> torch.Tensor:
+    """ReLU MLP; the last layer is linear. With `transforms`, layer i's affine output
+    passes through `transforms[i]` before the nonlinearity (see contract.Task.layers)."""
     n_layers = len(params) // 2
     for i in range(n_layers):
         x = F.linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
+        if transforms is not None:
+            x = transforms[i](x)
         if i < n_layers - 1:
             x = F.relu(x)
     return x
+
+
+def mlp_layers(params: Params) -> list[tuple[str, ...]]:
+    """The MLP's parameter keys grouped by layer, in forward order, weight first."""
+    return [(f"layers.{i}.weight", f"layers.{i}.bias") for i in range(len(params) // 2)]
 
 
 def mlp_head_keys(params: Params) -> tuple[str, ...]:

@@ -63,12 +63,15 @@ def episode_scores(method: Method, task: Task, phi: Params, episodes: EpisodeBat
     A task with a single test episode is scored per query example instead."""
     def score_one(phi, sx, sy, qx, qy):
         theta = method.adapt(task, phi, sx, sy, steps)
-        return task.score(theta, phi, qx, qy)
+        return method.score(task, phi, theta, qx, qy)
 
+    randomness = "different" if method.adapts_randomly else "error"
     chunks = []
     for start in range(0, len(episodes), config["eval_chunk"]):
         chunk = episodes.slice(start, start + config["eval_chunk"])
-        chunks.append(over_tasks(score_one, config["batching"])(phi, *chunk.tensors()).detach())
+        chunk_scores = over_tasks(score_one, config["batching"], randomness)(
+            phi, *chunk.tensors())
+        chunks.append(chunk_scores.detach())
     scores = torch.cat(chunks)
     return scores.flatten() if len(episodes) == 1 else scores.mean(dim=1)
 

@@ -13,7 +13,7 @@ import math
 import torch
 
 from benchsuite.contract import META_INIT, EpisodeBatch, Task
-from benchsuite.models import mlp_forward, mlp_head_keys, mlp_init
+from benchsuite.models import mlp_forward, mlp_head_keys, mlp_init, mlp_layers
 
 
 class Sinusoid(Task):
@@ -38,6 +38,7 @@ class Sinusoid(Task):
     }
     quick = {"iterations": 2000}
     head_keys = mlp_head_keys(mlp_init([1, 40, 40, 1], torch.Generator()))
+    layer_transforms = True
 
     @classmethod
     def check_config(cls, config):
@@ -54,13 +55,16 @@ class Sinusoid(Task):
     def initial_theta(self, phi):
         return dict(phi)
 
-    def inner_loss(self, theta, phi, x, y):
-        return ((mlp_forward(theta, x) - y) ** 2).mean()
+    def layers(self, theta):
+        return mlp_layers(theta)
+
+    def inner_loss(self, theta, phi, x, y, transforms=None):
+        return ((mlp_forward(theta, x, transforms) - y) ** 2).mean()
 
     outer_loss = inner_loss
 
-    def score(self, theta, phi, x, y):
-        return ((mlp_forward(theta, x) - y) ** 2).squeeze(-1)
+    def score(self, theta, phi, x, y, transforms=None):
+        return ((mlp_forward(theta, x, transforms) - y) ** 2).squeeze(-1)
 
     def sample_batch(self, split, size, generator):
         c = self.config
