@@ -31,6 +31,7 @@ from benchmarks.workloads import (
     sweep_overrides,
 )
 from benchsuite import runner
+from benchsuite.executors import LocalExecutor
 from benchsuite.records import cpu_model, read_record
 from benchsuite.registry import discover
 
@@ -97,7 +98,7 @@ def memory_sweep(registry, folder: Path) -> list[dict]:
                                 budget="quick", device="auto",
                                 options={"iterations": 20, "meta_batch": None},
                                 set_items=items, out=folder)
-            runner.execute(specs, executor="local", force=True, quiet=True, timeout=None)
+            runner.execute(specs, LocalExecutor(timeout=None), force=True, quiet=True)
             record = read_record(specs[0].path)
             points.append({"method": method, "inner_steps": steps, "status": record["status"],
                            "peak_bytes": record["memory"].get("peak_bytes"),
@@ -139,7 +140,7 @@ def runner_overhead(registry, folder: Path, iterations: int = 2000) -> dict:
                         device="auto", options={"iterations": iterations, "meta_batch": None},
                         set_items=[], out=folder)
     start = time.perf_counter()
-    runner.execute(specs, executor="local", force=True, quiet=True, timeout=None)
+    runner.execute(specs, LocalExecutor(timeout=None), force=True, quiet=True)
     wall = time.perf_counter() - start
     timing = read_record(specs[0].path)["timing"]
     measured = sum(timing[k] for k in ("train_s", "sampling_s", "eval_s", "fidelity_s"))
