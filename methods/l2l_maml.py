@@ -8,10 +8,10 @@ times, query loss accumulated, one `backward()`. With `first_order` it is learn2
 first-order MAML. The leaderboard row therefore shows what batching buys.
 """
 
-import learn2learn as l2l
 import torch
 from torch import nn
 
+from benchsuite.compat import learn2learn as l2l
 from benchsuite.contract import META_INIT, MetaGradient, Method
 
 
