@@ -237,7 +237,7 @@ def start_run(plugins: Path, out: Path, *extra: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def wait_for(condition, seconds: float = 120) -> None:
+def wait_for(condition, seconds: float = 300) -> None:
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "timed out waiting"
