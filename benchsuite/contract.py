@@ -154,6 +154,8 @@ class Method:
       hyperparameters: its own keys with the paper's defaults (overridable with --set).
       task_overrides: task-level keys the method's paper fixes (e.g. Reptile's outer
         step); they override the task's defaults, and --set overrides them.
+      accuracy_knob: the config key that trades hypergradient accuracy for time (inner
+        steps, CG iterations, ...), or None; `benchsuite sweep` varies it.
     """
 
     name: ClassVar[str]
@@ -162,6 +164,7 @@ class Method:
     supports: ClassVar[frozenset[str]]
     hyperparameters: ClassVar[dict[str, Any]] = {}
     task_overrides: ClassVar[dict[str, Any]] = {}
+    accuracy_knob: ClassVar[str | None] = None
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config

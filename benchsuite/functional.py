@@ -121,3 +121,61 @@ def conjugate_gradient(apply_matrix: Callable[[Params], Params], rhs: Params,
         direction = tree_add(residual, direction, new_residual_sq / residual_sq.clamp_min(1e-30))
         residual_sq = new_residual_sq
     return x
+
+
+def neumann_series(apply_matrix: Callable[[Params], Params], rhs: Params, terms: int,
+                   step: float) -> Params:
+    """M⁻¹ rhs ≈ α Σ_{j<terms} (I − αM)ʲ rhs, the truncated Neumann series of Lorraine et
+    al. 2020 (Algorithm 3); it converges when 0 < α < 2/λ_max(M)."""
+    power = dict(rhs)
+    total = tree_add({k: torch.zeros_like(v) for k, v in rhs.items()}, power, step)
+    for _ in range(terms - 1):
+        power = tree_add(power, apply_matrix(power), -step)
+        total = tree_add(total, power, step)
+    return total
+
+
+def fixed_point_iteration(affine_map: Callable[[Params], Params], start: Params,
+                          iterations: int) -> Params:
+    """`iterations` steps of v ← T(v) from `start`; converges to the fixed point of T when
+    T is a contraction."""
+    v = start
+    for _ in range(iterations):
+        v = affine_map(v)
+    return v
+
+
+LinearSolver = Callable[[Callable[[Params], Params], Params], Params]
+
+
+def implicit_hypergradient(inner_loss: Callable, outer_loss: Callable, theta_star: Params,
+                           phi: Params, solve: LinearSolver) -> tuple[Params, torch.Tensor]:
+    """dF/dφ at an inner solution θ* by the implicit function theorem (∇_θ f(θ*, φ) = 0):
+
+        v     ≈ (∂²f/∂θ²)⁻¹ ∂F/∂θ          by `solve(apply_hessian, ∂F/∂θ)`
+        dF/dφ = ∂F/∂φ − (∂²f/∂φ∂θ)ᵀ v
+
+    `inner_loss(θ, φ)` and `outer_loss(θ, φ)` are one task's f and F with its data bound.
+    θ* is treated as a constant: how it was reached does not enter. Returns the
+    hypergradient and F(θ*, φ)."""
+    theta_star = tree_detach(theta_star)
+    (outer_grad_theta, outer_grad_phi), outer_value = grad_and_value(
+        outer_loss, argnums=(0, 1))(theta_star, phi)
+    v = solve(lambda u: hessian_vector_product(lambda t: inner_loss(t, phi), theta_star, u),
+              outer_grad_theta)
+
+    def inner_gradient_along_v(phi):
+        return tree_dot(grad(inner_loss)(theta_star, phi), v)
+
+    mixed = grad(inner_gradient_along_v)(phi)  # (∂²f/∂φ∂θ)ᵀ v
+    return tree_add(outer_grad_phi, mixed, -1.0), outer_value
+
+
+def mean_task_hypergradient(per_task: Callable, phi: Params, batch: EpisodeBatch,
+                            batching: str) -> MetaGradient:
+    """Meta-batch mean of `per_task(phi, sx, sy, qx, qy) -> (hypergradient, outer loss)`,
+    for methods that assemble each task's hypergradient instead of differentiating a
+    meta-objective."""
+    grads, losses = over_tasks(per_task, batching)(phi, *batch.tensors())
+    return MetaGradient(grads={k: g.mean(0) for k, g in grads.items()},
+                        outer_loss=float(losses.mean()))
