@@ -107,14 +107,22 @@ def hessian_vector_product(loss_of_theta: Callable[[Params], torch.Tensor], thet
 
 def conjugate_gradient(apply_matrix: Callable[[Params], Params], rhs: Params,
                        iterations: int) -> Params:
-    """Approximately solve M x = rhs for symmetric positive definite M, from x₀ = 0."""
+    """Approximately solve M x = rhs for symmetric positive definite M, from x₀ = 0.
+
+    Where M is not positive definite along a search direction (the Hessian of a nonconvex
+    inner problem), a CG step would divide by a non-positive curvature and blow up; the
+    iteration stops there and keeps its last iterate, as truncated CG does (Steihaug
+    1983). The test is a tensor condition, so it holds per task under vmap."""
     x = {k: torch.zeros_like(v) for k, v in rhs.items()}
     residual = dict(rhs)
     direction = dict(rhs)
     residual_sq = tree_dot(residual, residual)
+    active = torch.ones_like(residual_sq, dtype=torch.bool)
     for _ in range(iterations):
         m_direction = apply_matrix(direction)
-        alpha = residual_sq / tree_dot(direction, m_direction).clamp_min(1e-30)
+        curvature = tree_dot(direction, m_direction)
+        active = active & (curvature > 0)
+        alpha = torch.where(active, residual_sq / torch.where(active, curvature, 1.0), 0.0)
         x = tree_add(x, direction, alpha)
         residual = tree_add(residual, m_direction, -alpha)
         new_residual_sq = tree_dot(residual, residual)

@@ -12,8 +12,10 @@ The code applies the common implicit assembly to the proximal inner loss
 g(θ, φ) = f(θ) + λ/2‖θ − φ‖², whose Hessian is H + λI and whose mixed derivative is −λI:
     dF/dφ = ∂F/∂φ + λ v,   (H + λI) v = ∇_θ F    by CG;
 CG on (H + λI) and on (I + H/λ) produce the same iterates up to the factor λ, so this is
-the paper's update. Defaults: λ = 2, 5 CG steps (the paper's few-shot settings); the inner
-steps and step size are the task's.
+the paper's update. Where H + λI is not positive definite along a CG direction (a
+nonconvex inner loss far from its minimum, e.g. a ReLU net at φ after one step), CG stops
+at that direction instead of dividing by a negative curvature. Defaults: λ = 2, 5 CG
+steps (the paper's few-shot settings); the inner steps and step size are the task's.
 """
 
 from torch.func import grad

@@ -7,12 +7,18 @@ import math
 import pytest
 import torch
 from conftest import small_config
-from torch.func import grad
+from torch.func import grad, vmap
 from typer.testing import CliRunner
 
 from benchsuite.cli import app
 from benchsuite.contract import META_INIT, META_REPRESENTATION, EpisodeBatch, Task
-from benchsuite.functional import flatten, gradient_descent, gradient_step, inner_gradient
+from benchsuite.functional import (
+    conjugate_gradient,
+    flatten,
+    gradient_descent,
+    gradient_step,
+    inner_gradient,
+)
 from benchsuite.seeding import generator
 from benchsuite.trial import compare_hypergradients, run_trial
 
@@ -268,6 +274,22 @@ def test_imaml_matches_its_closed_form(registry):
     config["cg_steps"] = 1  # one CG step is a different (worse) answer: the knob matters
     rough = imaml(config).meta_gradient(task, phi, batch).grads["w"]
     assert (rough - expected).norm() > 1e-3 * expected.norm()
+
+
+def test_conjugate_gradient_stops_at_negative_curvature_per_task():
+    """On an SPD system CG is exact after n steps; on an indefinite one it keeps the iterate
+    reached before the first non-positive curvature instead of overflowing — per task
+    under vmap. For M = diag(3, −1, 1), b = 1: one step gives x = 1, then dᵀMd < 0."""
+    spd = torch.tensor([[4.0, 1, 0], [1, 3, 1], [0, 1, 2]], dtype=torch.float64)
+    indefinite = torch.diag(torch.tensor([3.0, -1.0, 1.0], dtype=torch.float64))
+    rhs = torch.tensor([[1.0, 2, 3], [1, 1, 1]], dtype=torch.float64)
+
+    def solve(matrix, b):
+        return conjugate_gradient(lambda v: {"x": matrix @ v["x"]}, {"x": b}, 6)["x"]
+
+    x = vmap(solve)(torch.stack([spd, indefinite]), rhs)
+    assert torch.allclose(x[0], torch.linalg.solve(spd, rhs[0]), atol=1e-12)
+    assert torch.equal(x[1], torch.ones(3, dtype=torch.float64))
 
 
 # -- the ridge task's own exact hypergradient --------------------------------------------
