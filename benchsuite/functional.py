@@ -167,8 +167,13 @@ def implicit_hypergradient(inner_loss: Callable, outer_loss: Callable, theta_sta
     θ* is treated as a constant: how it was reached does not enter. Returns the
     hypergradient and F(θ*, φ)."""
     theta_star = tree_detach(theta_star)
-    (outer_grad_theta, outer_grad_phi), outer_value = grad_and_value(
-        outer_loss, argnums=(0, 1))(theta_star, phi)
+
+    def outer_and_value(theta, phi):
+        value = outer_loss(theta, phi)
+        return value, value
+
+    (outer_grad_theta, outer_grad_phi), outer_value = grad(
+        outer_and_value, argnums=(0, 1), has_aux=True)(theta_star, phi)
     v = solve(lambda u: hessian_vector_product(lambda t: inner_loss(t, phi), theta_star, u),
               outer_grad_theta)
 

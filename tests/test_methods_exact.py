@@ -6,7 +6,6 @@ import math
 
 import pytest
 import torch
-from conftest import small_config
 from torch.func import grad, vmap
 from typer.testing import CliRunner
 
@@ -21,6 +20,7 @@ from benchsuite.functional import (
 )
 from benchsuite.seeding import generator
 from benchsuite.trial import compare_hypergradients, run_trial
+from tests.conftest import small_config
 
 SMALL_QUADRATIC = {"dim": 6, "instances": 3, "meta_batch": 3}
 
