@@ -1,4 +1,4 @@
-"""Command-line interface: `benchsuite run | report | list`.
+"""Command-line interface: `benchsuite run | report | sweep | list`.
 
 Usage errors print one line (`error: …`) and exit 2 before anything is written. `run`
 exits 0 when every trial of the grid finished (or is n/a), 1 when some did not (with a
@@ -103,6 +103,40 @@ def report(
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def sweep(
+    methods: str = typer.Option("all", help="Comma-separated method names, or 'all'."),
+    tasks: str = typer.Option("all", help="Tasks with an exact hypergradient, or 'all'."),
+    grid: str = typer.Option(None, help="Comma-separated values of each method's accuracy "
+                                        "knob (default 1,2,4,…,128)."),
+    seed: int = typer.Option(0, help="Seed fixing φ₀ and the meta-batch (as in a trial)."),
+    repeats: int = typer.Option(3, help="Timed hypergradients per point (median)."),
+    device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    out: Path = typer.Option(Path("reports"), help="Folder; files go to OUT/sweep/."),
+    set_: list[str] = typer.Option([], "--set", help="Override: key=value or name.key=value."),
+    plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines."),
+) -> None:
+    """Hypergradient error vs accuracy knob and vs time, per method (Grazzi et al. 2020)."""
+    from benchsuite import registry as plugin_registry
+    from benchsuite import sweep as accuracy_sweep
+
+    try:
+        if repeats < 1:
+            raise UsageError(f"--repeats must be at least 1 (got {repeats})")
+        values = (accuracy_sweep.DEFAULT_GRID if grid is None
+                  else accuracy_sweep.parse_grid(grid))
+        registry = plugin_registry.discover(plugins)
+        pairs = accuracy_sweep.plan_sweep(registry, methods=methods, tasks=tasks, seed=seed,
+                                          device=device, set_items=set_)
+    except UsageError as error:
+        fail_usage(error)
+    written = accuracy_sweep.run_sweep(
+        registry, pairs, values, repeats, out / "sweep",
+        progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    typer.echo("wrote " + ", ".join(map(str, written)))
 
 
 @app.command(name="list")

@@ -189,6 +189,8 @@ class Method:
       hyperparameters: its own keys with the paper's defaults (overridable with --set).
       task_overrides: task-level keys the method's paper fixes (e.g. Reptile's outer
         step); they override the task's defaults, and --set overrides them.
+      accuracy_knob: the config key that trades hypergradient accuracy for time (inner
+        steps, CG iterations, ...), or None; `benchsuite sweep` varies it.
     """
 
     name: ClassVar[str]
@@ -200,6 +202,9 @@ class Method:
     adapts_randomly: ClassVar[bool] = False
     """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
     episode of a vmapped chunk its own draws."""
+    accuracy_knob: ClassVar[str | None] = None
+    """The config key trading accuracy of the hypergradient for time (inner steps, CG
+    iterations), varied by `benchsuite sweep`."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config

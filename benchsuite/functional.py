@@ -163,17 +163,88 @@ def hessian_vector_product(loss_of_theta: Callable[[Params], torch.Tensor], thet
 
 def conjugate_gradient(apply_matrix: Callable[[Params], Params], rhs: Params,
                        iterations: int) -> Params:
-    """Approximately solve M x = rhs for symmetric positive definite M, from x₀ = 0."""
+    """Approximately solve M x = rhs for symmetric positive definite M, from x₀ = 0.
+
+    Where M is not positive definite along a search direction (the Hessian of a nonconvex
+    inner problem), a CG step would divide by a non-positive curvature and blow up; the
+    iteration stops there and keeps its last iterate, as truncated CG does (Steihaug
+    1983). The test is a tensor condition, so it holds per task under vmap."""
     x = {k: torch.zeros_like(v) for k, v in rhs.items()}
     residual = dict(rhs)
     direction = dict(rhs)
     residual_sq = tree_dot(residual, residual)
+    active = torch.ones_like(residual_sq, dtype=torch.bool)
     for _ in range(iterations):
         m_direction = apply_matrix(direction)
-        alpha = residual_sq / tree_dot(direction, m_direction).clamp_min(1e-30)
+        curvature = tree_dot(direction, m_direction)
+        active = active & (curvature > 0)
+        alpha = torch.where(active, residual_sq / torch.where(active, curvature, 1.0), 0.0)
         x = tree_add(x, direction, alpha)
         residual = tree_add(residual, m_direction, -alpha)
         new_residual_sq = tree_dot(residual, residual)
         direction = tree_add(residual, direction, new_residual_sq / residual_sq.clamp_min(1e-30))
         residual_sq = new_residual_sq
     return x
+
+
+def neumann_series(apply_matrix: Callable[[Params], Params], rhs: Params, terms: int,
+                   step: float) -> Params:
+    """M⁻¹ rhs ≈ α Σ_{j<terms} (I − αM)ʲ rhs, the truncated Neumann series of Lorraine et
+    al. 2020 (Algorithm 3); it converges when 0 < α < 2/λ_max(M)."""
+    power = dict(rhs)
+    total = tree_add({k: torch.zeros_like(v) for k, v in rhs.items()}, power, step)
+    for _ in range(terms - 1):
+        power = tree_add(power, apply_matrix(power), -step)
+        total = tree_add(total, power, step)
+    return total
+
+
+def fixed_point_iteration(affine_map: Callable[[Params], Params], start: Params,
+                          iterations: int) -> Params:
+    """`iterations` steps of v ← T(v) from `start`; converges to the fixed point of T when
+    T is a contraction."""
+    v = start
+    for _ in range(iterations):
+        v = affine_map(v)
+    return v
+
+
+LinearSolver = Callable[[Callable[[Params], Params], Params], Params]
+
+
+def implicit_hypergradient(inner_loss: Callable, outer_loss: Callable, theta_star: Params,
+                           phi: Params, solve: LinearSolver) -> tuple[Params, torch.Tensor]:
+    """dF/dφ at an inner solution θ* by the implicit function theorem (∇_θ f(θ*, φ) = 0):
+
+        v     ≈ (∂²f/∂θ²)⁻¹ ∂F/∂θ          by `solve(apply_hessian, ∂F/∂θ)`
+        dF/dφ = ∂F/∂φ − (∂²f/∂φ∂θ)ᵀ v
+
+    `inner_loss(θ, φ)` and `outer_loss(θ, φ)` are one task's f and F with its data bound.
+    θ* is treated as a constant: how it was reached does not enter. Returns the
+    hypergradient and F(θ*, φ)."""
+    theta_star = tree_detach(theta_star)
+
+    def outer_and_value(theta, phi):
+        value = outer_loss(theta, phi)
+        return value, value
+
+    (outer_grad_theta, outer_grad_phi), outer_value = grad(
+        outer_and_value, argnums=(0, 1), has_aux=True)(theta_star, phi)
+    v = solve(lambda u: hessian_vector_product(lambda t: inner_loss(t, phi), theta_star, u),
+              outer_grad_theta)
+
+    def inner_gradient_along_v(phi):
+        return tree_dot(grad(inner_loss)(theta_star, phi), v)
+
+    mixed = grad(inner_gradient_along_v)(phi)  # (∂²f/∂φ∂θ)ᵀ v
+    return tree_add(outer_grad_phi, mixed, -1.0), outer_value
+
+
+def mean_task_hypergradient(per_task: Callable, phi: Params, batch: EpisodeBatch,
+                            batching: str) -> MetaGradient:
+    """Meta-batch mean of `per_task(phi, sx, sy, qx, qy) -> (hypergradient, outer loss)`,
+    for methods that assemble each task's hypergradient instead of differentiating a
+    meta-objective."""
+    grads, losses = over_tasks(per_task, batching)(phi, *batch.tensors())
+    return MetaGradient(grads={k: g.mean(0) for k, g in grads.items()},
+                        outer_loss=float(losses.mean()))

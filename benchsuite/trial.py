@@ -83,7 +83,11 @@ def hypergradient_fidelity(method: Method, task: Task, phi: Params,
     exact = task.exact_hypergradient(phi, batch)
     if exact is None:
         return {}
-    estimate = method.meta_gradient(task, phi, batch).grads
+    return compare_hypergradients(method.meta_gradient(task, phi, batch).grads, exact)
+
+
+def compare_hypergradients(estimate: Params, exact: Params) -> dict[str, float]:
+    """Relative error and cosine of `estimate` against `exact`, over exact's keys."""
     e = flatten({k: estimate[k] for k in exact}).double()
     x = flatten(exact).double()
     return {"hypergrad_rel_error": float((e - x).norm() / x.norm()),

@@ -22,6 +22,7 @@ class MAML(Method):
     paper = "Finn et al. 2017 (MAML); Franceschi et al. 2017/2018 (RHG)"
     supports = frozenset({META_INIT, META_REPRESENTATION, HYPERPARAMETER})
     first_order = False
+    accuracy_knob = "inner_steps"
 
     def adapt(self, task, phi, support_x, support_y, steps):
         return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,

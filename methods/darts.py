@@ -1,0 +1,64 @@
+"""DARTS' second-order hypergradient (Liu, Simonyan & Yang, ICLR 2019, "DARTS: Differentiable
+Architecture Search", Section 2.3): one unrolled inner step, with the Hessian-vector product
+replaced by a central finite difference.
+
+With inner weights w (the paper's network weights, here θ) and hyperparameters φ (the
+architecture α), ξ the inner step size:
+    w'  = w − ξ ∇_w f(w, φ)
+    dF/dφ ≈ ∇_φ F(w', φ) − ξ ∇²_{φ,w} f(w, φ) ∇_w' F(w', φ)
+    ∇²_{φ,w} f(w, φ) u ≈ [∇_φ f(w⁺, φ) − ∇_φ f(w⁻, φ)] / 2ε,
+        w± = w ± ε u,   u = ∇_w' F(w', φ),   ε = 0.01 / ‖u‖
+DARTS carries w across outer steps; a benchmark trial restarts every task from θ₀, so w is
+the task's inner iterate after T gradient steps (T = inner_steps, the accuracy knob: the
+closer w is to the inner optimum, the closer the estimate is to the one-term Neumann
+approximation of the implicit hypergradient; it never becomes exact).
+"""
+
+import torch
+from torch.func import grad, grad_and_value
+
+from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
+from benchsuite.functional import (
+    gradient_descent,
+    gradient_step,
+    inner_gradient,
+    mean_task_hypergradient,
+    tree_add,
+    tree_detach,
+    tree_dot,
+)
+
+
+class DARTS(Method):
+    name = "darts"
+    paper = "Liu et al. 2019 (DARTS, second-order approximation)"
+    supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
+    hyperparameters = {"fd_scale": 0.01}   # ε = fd_scale / ‖∇_w' F‖
+    accuracy_knob = "inner_steps"
+
+    def adapt(self, task, phi, support_x, support_y, steps):
+        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
+                                steps, self.config["inner_lr"])
+
+    def meta_gradient(self, task, phi, batch):
+        xi = self.config["inner_lr"]
+
+        def task_hypergradient(phi, support_x, support_y, query_x, query_y):
+            w = tree_detach(self.adapt(task, phi, support_x, support_y,
+                                       self.config["inner_steps"]))
+            w_unrolled = gradient_step(w, inner_gradient(task, w, phi, support_x, support_y),
+                                       xi)
+            (u, outer_grad_phi), outer_value = grad_and_value(task.outer_loss, argnums=(0, 1))(
+                w_unrolled, phi, query_x, query_y)
+            epsilon = self.config["fd_scale"] / torch.sqrt(tree_dot(u, u)).clamp_min(1e-30)
+
+            def inner_grad_phi(weights):
+                return grad(task.inner_loss, argnums=1)(weights, phi, support_x, support_y)
+
+            plus = inner_grad_phi(tree_add(w, u, epsilon))
+            minus = inner_grad_phi(tree_add(w, u, -epsilon))
+            mixed = {k: (plus[k] - minus[k]) / (2 * epsilon) for k in plus}
+            return tree_add(outer_grad_phi, mixed, -xi), outer_value
+
+        return mean_task_hypergradient(task_hypergradient, phi, batch, self.config["batching"])
+

@@ -1,0 +1,25 @@
+"""Approximate implicit differentiation with a truncated Neumann series (Lorraine, Vicol &
+Duvenaud, AISTATS 2020, "Optimizing Millions of Hyperparameters by Implicit
+Differentiation", Algorithm 3).
+
+As `implicit-cg` (inner gradient descent to θ* ≈ θ_T, then dF/dφ ≈ ∂F/∂φ − (∂²f/∂φ∂θ)ᵀ v),
+but the inverse Hessian is replaced by its Neumann series with the inner step size α:
+    (∂²f/∂θ²)⁻¹ ≈ α Σ_{j=0..J−1} (I − α ∂²f/∂θ²)ʲ,      v = that applied to ∇_θ F(θ*, φ)
+(Algorithm 3: p ← p − α H p; v ← v + α p). This equals differentiating J steps of the inner
+gradient descent unrolled at θ* (as Lorraine et al. point out), and converges geometrically
+when α < 2 / λ_max(∂²f/∂θ²).
+"""
+
+from benchsuite.functional import neumann_series
+from methods.implicit_cg import ImplicitCG
+
+
+class ImplicitNeumann(ImplicitCG):
+    name = "implicit-neumann"
+    paper = "Lorraine et al. 2020 (IFT with Neumann series)"
+    hyperparameters = {"neumann_terms": 10}
+    accuracy_knob = "neumann_terms"
+
+    def solve(self, apply_hessian, rhs):
+        return neumann_series(apply_hessian, rhs, self.config["neumann_terms"],
+                              self.config["inner_lr"])

@@ -1,0 +1,41 @@
+"""Truncated reverse-mode hypergradient, K-RMD (Shaban, Cheng, Hatch & Boots, AISTATS 2019,
+"Truncated Back-propagation for Bilevel Optimization").
+
+The inner dynamics are T steps of gradient descent, θ_t+1 = Φ(θ_t, φ) = θ_t − α ∇_θ f(θ_t, φ).
+Full reverse mode (RHG) back-propagates through all T steps:
+    dF/dφ = ∂F/∂φ + Σ_{t=1..T} B_t A_t+1 ⋯ A_T ∇_θ F(θ_T),   A_t = ∂Φ/∂θ_t−1, B_t = ∂Φ/∂φ
+K-RMD keeps only the last K terms of the sum:
+    h_K = ∂F/∂φ + Σ_{t=T−K+1..T} B_t A_t+1 ⋯ A_T ∇_θ F(θ_T),
+which is reverse mode with θ_T−K treated as a constant. K = T recovers RHG exactly; for
+a strongly convex inner problem the bias decays geometrically in K (Shaban et al.).
+φ has to enter the inner loss (a hyperparameter or a representation); with K < T a
+meta-initialisation would receive no gradient, so that kind is not supported.
+"""
+
+from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
+from benchsuite.functional import gradient_descent, mean_objective_gradient, tree_detach
+
+
+class TRHG(Method):
+    name = "trhg"
+    paper = "Shaban et al. 2019 (truncated back-propagation, K-RMD)"
+    supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
+    hyperparameters = {"truncate_steps": 10}   # K; the paper sweeps K ∈ {1, …, T}
+    accuracy_knob = "truncate_steps"
+
+    def adapt(self, task, phi, support_x, support_y, steps):
+        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
+                                steps, self.config["inner_lr"])
+
+    def meta_gradient(self, task, phi, batch):
+        total = self.config["inner_steps"]
+        kept = min(self.config["truncate_steps"], total)
+
+        def task_objective(phi, support_x, support_y, query_x, query_y):
+            theta = self.adapt(task, phi, support_x, support_y, total - kept)
+            theta = tree_detach(theta)  # the first T − K steps are not back-propagated
+            theta = gradient_descent(task, theta, phi, support_x, support_y, kept,
+                                     self.config["inner_lr"])
+            return task.outer_loss(theta, phi, query_x, query_y)
+
+        return mean_objective_gradient(task_objective, phi, batch, self.config["batching"])
