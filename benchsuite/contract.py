@@ -203,8 +203,6 @@ class Method:
     """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
     episode of a vmapped chunk its own draws."""
     accuracy_knob: ClassVar[str | None] = None
-    """The config key trading accuracy of the hypergradient for time (inner steps, CG
-    iterations), varied by `benchsuite sweep`."""
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
