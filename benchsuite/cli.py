@@ -6,6 +6,7 @@ exits 0 when every trial finished (or was n/a or already done), 1 when some fail
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -39,11 +40,20 @@ def run(
     force: bool = typer.Option(False, help="Re-run trials whose record already exists."),
     dry_run: bool = typer.Option(False, help="Print the trial grid and run nothing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
+                                             "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
+    download: bool = typer.Option(False, help="Fetch missing data sets into the data root."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
+    from benchsuite import data, runner
     from benchsuite import registry as plugin_registry
-    from benchsuite import runner
 
+    # Through the environment, not the config: where data lives is not part of a trial's
+    # identity, and worker processes inherit it.
+    if data_root is not None:
+        os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
+    if download:
+        os.environ[data.DOWNLOAD_VARIABLE] = "1"
     try:
         if executor not in runner.EXECUTORS:
             raise UsageError(f"unknown --executor {executor!r}; valid: "

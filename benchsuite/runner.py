@@ -103,7 +103,9 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
 
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
     task_cls = registry.task(spec.task).cls
-    return list(task_cls.check_config(spec.config))
+    problems = list(task_cls.check_config(spec.config))
+    missing_data = None if problems else task_cls.check_data(spec.config)
+    return problems + ([missing_data] if missing_data else [])
 
 
 def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: int, budget: str,
