@@ -78,7 +78,7 @@ def python_random_seeded(seed: int):
 
 class EpisodeSampler:
     """N-way episodes with `shots` support and `query` query images per class, drawn by
-    learn2learn's TaskDataset. Support and query are ordered by (remapped) class."""
+    learn2learn's Taskset. Support and query are ordered by (remapped) class."""
 
     def __init__(self, images: ClassImages, ways: int, shots: int, query: int, split: str):
         table = images.labels_to_indices()
@@ -90,7 +90,7 @@ class EpisodeSampler:
                 f"{ways} classes of {shots + query} images")
         dataset = l2l.data.MetaDataset(images, labels_to_indices=table)
         self.ways, self.shots, self.query = ways, shots, query
-        self.tasks = l2l.data.TaskDataset(dataset, task_transforms=[
+        self.tasks = l2l.data.Taskset(dataset, task_transforms=[
             NWays(dataset, n=ways), KShots(dataset, k=shots + query), LoadData(dataset),
             RemapLabels(dataset)], num_tasks=-1)
 
