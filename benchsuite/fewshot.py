@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-import learn2learn as l2l
 import torch
 import torch.nn.functional as F
-from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
 from torch.utils.data import Dataset
 
 from benchsuite.contract import META_INIT, META_REPRESENTATION, EpisodeBatch, Params, Task
@@ -81,6 +79,11 @@ class EpisodeSampler:
     learn2learn's Taskset. Support and query are ordered by (remapped) class."""
 
     def __init__(self, images: ClassImages, ways: int, shots: int, query: int, split: str):
+        # imported here: importing learn2learn prints gym's deprecation notice, which
+        # would precede every command-line message (listing, planning errors)
+        import learn2learn as l2l
+        from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
+
         table = images.labels_to_indices()
         smallest = min(len(rows) for rows in table.values())
         if len(table) < ways or smallest < shots + query:
