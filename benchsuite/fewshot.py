@@ -109,8 +109,10 @@ class EpisodeSampler:
         x = x.view(*per_class, *x.shape[2:])
         y = torch.take_along_dim(y, order, dim=1).view(per_class)
         k = self.shots
-        return EpisodeBatch(x[:, :, :k].flatten(1, 2), y[:, :, :k].flatten(1),
-                            x[:, :, k:].flatten(1, 2), y[:, :, k:].flatten(1))
+        parts = (x[:, :, :k].flatten(1, 2), y[:, :, :k].flatten(1),
+                 x[:, :, k:].flatten(1, 2), y[:, :, k:].flatten(1))
+        # contiguous copies: convolutions over the strided slices were slower
+        return EpisodeBatch(*(part.contiguous() for part in parts))
 
 
 class FewShotClassification(Task):
