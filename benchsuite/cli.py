@@ -7,6 +7,7 @@ table of them), 130 / 143 when stopped by SIGINT / SIGTERM (after saying what wa
 
 from __future__ import annotations
 
+import os
 import signal
 from pathlib import Path
 
@@ -44,11 +45,20 @@ def run(
     force: bool = typer.Option(False, help="Re-run trials whose record already exists."),
     dry_run: bool = typer.Option(False, help="Print the trial grid and run nothing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
+                                             "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
+    download: bool = typer.Option(False, help="Fetch missing data sets into the data root."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
-    from benchsuite import executors, runner
+    from benchsuite import data, executors, runner
     from benchsuite import registry as plugin_registry
 
+    # Through the environment, not the config: where data lives is not part of a trial's
+    # identity, and worker processes inherit it.
+    if data_root is not None:
+        os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
+    if download:
+        os.environ[data.DOWNLOAD_VARIABLE] = "1"
     try:
         trial_executor = executors.make_executor(executor, timeout=timeout, address=address)
         registry = plugin_registry.discover(plugins)

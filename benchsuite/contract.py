@@ -178,6 +178,19 @@ class Task:
         closed form; None otherwise."""
         return None
 
+    # -- data and extra results --------------------------------------------------------------
+    @classmethod
+    def check_data(cls, config: Mapping[str, Any]) -> str | None:
+        """Why the task's data cannot be used (one line saying what to put where), or None.
+        Called at planning time, before anything is written; it must not create files
+        unless downloads were asked for (benchsuite.data.download_allowed)."""
+        return None
+
+    def final_metrics(self, phi: Params) -> dict[str, float]:
+        """Metrics of the meta-trained φ beyond `metric` (e.g. how well learned example
+        weights flag corrupted labels); the trial records them with the others."""
+        return {}
+
 
 class Method:
     """A hypergradient method. Subclasses set the class attributes and `meta_gradient`.

@@ -53,3 +53,59 @@ def mlp_layers(params: Params) -> list[tuple[str, ...]]:
 def mlp_head_keys(params: Params) -> tuple[str, ...]:
     last = len(params) // 2 - 1
     return (f"layers.{last}.weight", f"layers.{last}.bias")
+
+
+# -- conv-4 (Vinyals et al. 2016; Finn et al. 2017) ----------------------------------------------
+CONV4_BLOCKS = 4
+CONV4_HEAD_KEYS = ("head.weight", "head.bias")
+
+
+def conv4_feature_size(filters: int, image_size: int) -> int:
+    """Width of the flattened features after four 2×2 max-pools (floor division each)."""
+    for _ in range(CONV4_BLOCKS):
+        image_size //= 2
+    return filters * image_size * image_size
+
+
+def conv4_init(channels: int, filters: int, image_size: int, ways: int,
+               generator: torch.Generator) -> Params:
+    """Four blocks of 3×3 conv (`filters` channels) → batch norm → ReLU → 2×2 max-pool, then
+    a linear head to `ways` logits. Keys: `block{i}.conv.weight|bias`,
+    `block{i}.norm.weight|bias`, `head.weight|bias`."""
+    params = {}
+    fan_in_channels = channels
+    for i in range(CONV4_BLOCKS):
+        fan_in = fan_in_channels * 9
+        params[f"block{i}.conv.weight"] = uniform_fan_in((filters, fan_in_channels, 3, 3),
+                                                         fan_in, generator)
+        params[f"block{i}.conv.bias"] = uniform_fan_in((filters,), fan_in, generator)
+        params[f"block{i}.norm.weight"] = torch.ones(filters)
+        params[f"block{i}.norm.bias"] = torch.zeros(filters)
+        fan_in_channels = filters
+    features = conv4_feature_size(filters, image_size)
+    params["head.weight"] = uniform_fan_in((ways, features), features, generator)
+    params["head.bias"] = uniform_fan_in((ways,), features, generator)
+    return params
+
+
+def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+               eps: float = 1e-5) -> torch.Tensor:
+    """Batch norm with the statistics of this batch (no running averages), per channel.
+
+    Written from primitive ops on purpose: under torch.func.vmap, F.batch_norm's
+    second-order derivative is wrong in torch 2.14 (see tests/test_conv4.py); these ops
+    differentiate correctly at every order."""
+    var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False, keepdim=True)
+    scale = torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1)
+    return (x - mean) * scale + bias.view(1, -1, 1, 1)
+
+
+def conv4_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+    """Logits for images `x` of shape (N, C, H, W); batch norm uses the statistics of `x`
+    (one task's support or query set), as MAML's reference implementation does."""
+    for i in range(CONV4_BLOCKS):
+        x = F.conv2d(x, params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"],
+                     padding=1)
+        x = batch_norm(x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"])
+        x = F.max_pool2d(F.relu(x), 2)
+    return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])

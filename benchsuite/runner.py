@@ -162,7 +162,9 @@ def checked_device(name: str, device_here: bool) -> str:
 
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
     task_cls = registry.task(spec.task).cls
-    return list(task_cls.check_config(spec.config))
+    problems = list(task_cls.check_config(spec.config))
+    missing_data = None if problems else task_cls.check_data(spec.config)
+    return problems + ([missing_data] if missing_data else [])
 
 
 def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: int, budget: str,

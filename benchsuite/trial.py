@@ -172,6 +172,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
             metrics[f"{prefix}_std"] = summary["std"]
             metrics[f"{prefix}_n"] = summary["n"]
             metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
+        metrics.update(task.final_metrics(phi))
 
     warmup = min(config["warmup"], max(0, len(step_times) - 1))
     timed = step_times[warmup:]

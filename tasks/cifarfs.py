@@ -1,0 +1,51 @@
+"""CIFAR-FS 5-way few-shot classification (Bertinetto et al. 2019): CIFAR-100 split into
+64 train, 16 validation and 20 test classes, 32×32 images, read with learn2learn's CIFARFS
+data set; MAML's mini-ImageNet protocol (conv-4, 32 filters).
+
+On disk, in the data root: cifarfs/cifar100/data/<class>/<image>.png with the class lists
+cifarfs/cifar100/splits/bertinetto/{train,val,test}.txt (the unzipped cifar100.zip
+learn2learn downloads). On first use learn2learn copies each split's classes into
+cifarfs/processed/{train,val,test}/, which is then read instead.
+"""
+
+import torch
+from torchvision.transforms.functional import pil_to_tensor
+
+from benchsuite.data import missing_files, missing_message
+from benchsuite.fewshot import ClassImages, FewShotClassification
+from tasks.miniimagenet import PROTOCOL
+
+RAW = ["cifarfs/cifar100/data", *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt"
+                                  for s in ("train", "val", "test"))]
+PROCESSED = [f"cifarfs/processed/{s}" for s in ("train", "val", "test")]
+
+
+class CIFARFS(FewShotClassification):
+    name = "cifarfs"
+    paper = "Bertinetto et al. 2019, CIFAR-FS; MAML protocol"
+    channels = 3
+    image_size = 32
+    defaults = PROTOCOL
+    quick = {"iterations": 200}
+
+    @classmethod
+    def data_problem(cls, root, config):
+        if not missing_files(root, PROCESSED) or not missing_files(root, RAW):
+            return None
+        return missing_message("CIFAR-FS", root, "cifarfs/cifar100/data/<class>/<image>.png "
+                               "and cifarfs/cifar100/splits/bertinetto/{train,val,test}.txt "
+                               "(learn2learn's cifar100.zip, unzipped into cifarfs/)")
+
+    @classmethod
+    def download(cls, root):
+        from learn2learn.vision.datasets import CIFARFS as Learn2LearnCIFARFS
+
+        Learn2LearnCIFARFS(str(root), mode="train", download=True)
+
+    def load_split(self, split):
+        from learn2learn.vision.datasets import CIFARFS as Learn2LearnCIFARFS
+
+        data = Learn2LearnCIFARFS(str(self.root), mode=split)
+        images = torch.stack([pil_to_tensor(data.loader(path).convert("RGB"))
+                              for path, _ in data.samples])
+        return ClassImages(images, data.targets)

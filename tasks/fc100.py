@@ -1,0 +1,45 @@
+"""FC100 5-way few-shot classification (Oreshkin et al. 2018): CIFAR-100 split by
+superclass into 60 train, 20 validation and 20 test classes, 32×32 images, read with
+learn2learn's FC100 data set; MAML's mini-ImageNet protocol (conv-4, 32 filters).
+
+On disk, in the data root: FC100_train.pickle, FC100_val.pickle, FC100_test.pickle
+(MetaOptNet's pickles: a latin-1 pickled dict with `data`, N×32×32×3 uint8, and `labels`).
+"""
+
+import torch
+
+from benchsuite.data import missing_files, missing_message
+from benchsuite.fewshot import ClassImages, FewShotClassification
+from tasks.miniimagenet import PROTOCOL
+
+FILES = {"train": "FC100_train.pickle", "validation": "FC100_val.pickle",
+         "test": "FC100_test.pickle"}
+
+
+class FC100(FewShotClassification):
+    name = "fc100"
+    paper = "Oreshkin et al. 2018 (TADAM), FC100; MAML protocol"
+    channels = 3
+    image_size = 32
+    defaults = PROTOCOL
+    quick = {"iterations": 200}
+
+    @classmethod
+    def data_problem(cls, root, config):
+        if not missing_files(root, FILES.values()):
+            return None
+        return missing_message("FC100", root, ", ".join(FILES.values()) +
+                               " (MetaOptNet's FC100 pickles, as learn2learn reads them)")
+
+    @classmethod
+    def download(cls, root):
+        from learn2learn.vision.datasets import FC100 as Learn2LearnFC100
+
+        Learn2LearnFC100(str(root), mode="train", download=True)
+
+    def load_split(self, split):
+        from learn2learn.vision.datasets import FC100 as Learn2LearnFC100
+
+        data = Learn2LearnFC100(str(self.root), mode=split)
+        images = torch.from_numpy(data.images).permute(0, 3, 1, 2)
+        return ClassImages(images, data.labels)

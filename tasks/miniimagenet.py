@@ -1,0 +1,69 @@
+"""mini-ImageNet 5-way 1/5-shot classification (Vinyals et al. 2016) with the class split of
+Ravi & Larochelle 2017 (64 train, 16 validation, 20 test classes of 600 images), in
+learn2learn's pickle format; MAML's protocol (Finn et al. 2017, Section 5.2): conv-4 with
+32 filters on 84×84 images, 5 inner steps with α = 0.01, meta-batch 4 (1-shot; use
+`meta_batch=2` for 5-shot), Adam with β = 1e-3, 10 inner steps at test time.
+
+On disk, in the data root: mini-imagenet-cache-{train,validation,test}.pkl, each a pickled
+dict with `image_data` (N×84×84×3 uint8) and `class_dict` (class name → row indices).
+The pickles are read directly rather than through learn2learn's MiniImagenet, which holds
+them as float32 (3.3 GB for the training split); its download code fetches them.
+"""
+
+import pickle
+
+import torch
+
+from benchsuite.data import missing_files, missing_message
+from benchsuite.fewshot import SPLITS, ClassImages, FewShotClassification
+
+FILES = {split: f"mini-imagenet-cache-{split}.pkl" for split in SPLITS}
+
+# MAML's mini-ImageNet protocol, shared by the other 84×84 and 32×32 few-shot tasks.
+PROTOCOL = {
+    "ways": 5, "shots": 1,
+    "query": 15,               # query images per class, training and test episodes
+    "filters": 32,
+    "inner_steps": 5, "inner_lr": 0.01,
+    "meta_batch": 4, "meta_lr": 1e-3, "meta_optimizer": "adam",
+    "iterations": 60000,
+    "eval_inner_steps": 10,
+    "eval_chunk": 10,          # test episodes adapted together (memory)
+}
+
+
+def labelled_rows(class_dict: dict[str, list[int]], rows: int) -> torch.Tensor:
+    """Class index of every row, classes numbered in sorted-name order."""
+    labels = torch.full((rows,), -1, dtype=torch.long)
+    for label, name in enumerate(sorted(class_dict)):
+        labels[torch.as_tensor(class_dict[name], dtype=torch.long)] = label
+    return labels
+
+
+class MiniImagenet(FewShotClassification):
+    name = "miniimagenet"
+    paper = "Vinyals et al. 2016; Ravi & Larochelle 2017 split; Finn et al. 2017 (MAML)"
+    channels = 3
+    image_size = 84
+    defaults = PROTOCOL
+    quick = {"iterations": 200}
+
+    @classmethod
+    def data_problem(cls, root, config):
+        if not missing_files(root, FILES.values()):
+            return None
+        return missing_message("mini-ImageNet", root, ", ".join(FILES.values()) +
+                               " (learn2learn's mini-ImageNet pickles)")
+
+    @classmethod
+    def download(cls, root):
+        from learn2learn.vision.datasets import MiniImagenet as Learn2LearnMiniImagenet
+
+        for split in SPLITS:
+            Learn2LearnMiniImagenet(str(root), mode=split, download=True)
+
+    def load_split(self, split):
+        with open(self.root / FILES[split], "rb") as file:
+            data = pickle.load(file)
+        images = torch.from_numpy(data["image_data"]).permute(0, 3, 1, 2)
+        return ClassImages(images, labelled_rows(data["class_dict"], len(images)))
