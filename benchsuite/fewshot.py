@@ -81,8 +81,10 @@ class EpisodeSampler:
     def __init__(self, images: ClassImages, ways: int, shots: int, query: int, split: str):
         # imported here: importing learn2learn prints gym's deprecation notice, which
         # would precede every command-line message (listing, planning errors)
-        import learn2learn as l2l
-        from learn2learn.data.transforms import KShots, LoadData, NWays, RemapLabels
+        from benchsuite.compat import learn2learn as l2l
+
+        KShots, LoadData = l2l.data.transforms.KShots, l2l.data.transforms.LoadData
+        NWays, RemapLabels = l2l.data.transforms.NWays, l2l.data.transforms.RemapLabels
 
         table = images.labels_to_indices()
         smallest = min(len(rows) for rows in table.values())

@@ -38,12 +38,16 @@ class CIFARFS(FewShotClassification):
 
     @classmethod
     def download(cls, root):
-        from learn2learn.vision.datasets import CIFARFS as Learn2LearnCIFARFS
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnCIFARFS = learn2learn.vision.datasets.CIFARFS
 
         Learn2LearnCIFARFS(str(root), mode="train", download=True)
 
     def load_split(self, split):
-        from learn2learn.vision.datasets import CIFARFS as Learn2LearnCIFARFS
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnCIFARFS = learn2learn.vision.datasets.CIFARFS
 
         data = Learn2LearnCIFARFS(str(self.root), mode=split)
         images = torch.stack([pil_to_tensor(data.loader(path).convert("RGB"))

@@ -33,12 +33,16 @@ class FC100(FewShotClassification):
 
     @classmethod
     def download(cls, root):
-        from learn2learn.vision.datasets import FC100 as Learn2LearnFC100
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnFC100 = learn2learn.vision.datasets.FC100
 
         Learn2LearnFC100(str(root), mode="train", download=True)
 
     def load_split(self, split):
-        from learn2learn.vision.datasets import FC100 as Learn2LearnFC100
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnFC100 = learn2learn.vision.datasets.FC100
 
         data = Learn2LearnFC100(str(self.root), mode=split)
         images = torch.from_numpy(data.images).permute(0, 3, 1, 2)

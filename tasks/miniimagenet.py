@@ -57,7 +57,9 @@ class MiniImagenet(FewShotClassification):
 
     @classmethod
     def download(cls, root):
-        from learn2learn.vision.datasets import MiniImagenet as Learn2LearnMiniImagenet
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnMiniImagenet = learn2learn.vision.datasets.MiniImagenet
 
         for split in SPLITS:
             Learn2LearnMiniImagenet(str(root), mode=split, download=True)

@@ -54,12 +54,16 @@ class TieredImagenet(FewShotClassification):
 
     @classmethod
     def download(cls, root):
-        from learn2learn.vision.datasets import TieredImagenet as Learn2LearnTiered
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnTiered = learn2learn.vision.datasets.TieredImagenet
 
         Learn2LearnTiered(str(root), mode="train", download=True)
 
     def load_split(self, split):
-        from learn2learn.vision.datasets import TieredImagenet as Learn2LearnTiered
+        from benchsuite.compat import learn2learn
+
+        Learn2LearnTiered = learn2learn.vision.datasets.TieredImagenet
 
         data = Learn2LearnTiered(str(self.root), mode=split)
         return ClassImages(DecodedPNGs(data.images), data.labels)

@@ -9,9 +9,9 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from conftest import small_config
 
 from benchsuite.models import conv4_feature_size, conv4_forward, conv4_init
+from tests.conftest import small_config
 
 WAYS, FILTERS, SIZE = 5, 8, 28
 

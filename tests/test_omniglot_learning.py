@@ -4,10 +4,10 @@ characters; skipped where absent) with a CPU-sized protocol: conv-4 with 32 filt
 meta-batch 8, 5 query images per class, 300 meta-iterations."""
 
 import pytest
-from conftest import SHARED_OMNIGLOT, small_config
 
 from benchsuite.data import DATA_ROOT_VARIABLE
 from benchsuite.trial import run_trial
+from tests.conftest import SHARED_OMNIGLOT, small_config
 
 
 @pytest.mark.skipif(not (SHARED_OMNIGLOT / "images_background").is_dir(),

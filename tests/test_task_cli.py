@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from conftest import REPO
 from test_task_data import write_miniimagenet, write_omniglot
 
 from benchsuite.data import DATA_ROOT_VARIABLE
+from tests.conftest import REPO
 
 
 def benchsuite(*args, cwd):

@@ -8,10 +8,10 @@ import random
 import numpy as np
 import pytest
 import torch
-from conftest import small_config
 from PIL import Image
 
 from benchsuite.data import DATA_ROOT_VARIABLE
+from tests.conftest import small_config
 
 WAYS, SHOTS, QUERY = 3, 1, 2
 CLASSES_PER_SPLIT, IMAGES_PER_CLASS = 4, 3
