@@ -158,7 +158,7 @@ def write(bench_json: Path, out: Path) -> Path:
     with tempfile.TemporaryDirectory() as scratch:
         points = memory_sweep(registry, Path(scratch) / "sweep")
         overhead = runner_overhead(registry, Path(scratch) / "overhead")
-    figure = out / "figures" / "memory-scaling.png"
+    figure = out / "performance" / "memory-scaling.png"
     plot_sweep(points, figure)
     sweep_rows = [[p["method"], p["inner_steps"], p["status"],
                    f"{p['peak_bytes'] / 2**20:.2f}" if p["peak_bytes"] is not None else "–",
@@ -183,7 +183,7 @@ def write(bench_json: Path, out: Path) -> Path:
         f"Task {SWEEP_TASK}, 20 meta-iterations per point, each a trial in a fresh process; "
         "peak working memory as recorded by the runner (CPU: resident-set high-water mark "
         "after the warm-up iteration; CUDA: max allocated).", "",
-        f"![memory scaling](figures/{figure.name})", "",
+        f"![memory scaling](performance/{figure.name})", "",
         tabulate(sweep_rows, ["method", "inner steps", "status", "peak MiB",
                               "ms / meta-iter"], tablefmt="github"), "",
         "## Runner overhead", "",

@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from test_task_data import write_miniimagenet, write_omniglot
 
 from benchsuite.data import DATA_ROOT_VARIABLE
 from tests.conftest import REPO
+from tests.test_task_data import write_miniimagenet, write_omniglot
 
 
 def benchsuite(*args, cwd):

@@ -2,11 +2,11 @@
 docstrings say, and meta-training improves what it should."""
 
 import torch
-from test_task_data import task_on, write_omniglot
 
 from benchsuite.functional import flatten
 from benchsuite.trial import run_trial
 from tests.conftest import small_config
+from tests.test_task_data import task_on, write_omniglot
 
 
 def test_logistic_episodes_are_logistic_curves_within_the_sample_radius(registry):
