@@ -94,18 +94,25 @@ def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
 
     Written from primitive ops on purpose: under torch.func.vmap, F.batch_norm's
     second-order derivative is wrong in torch 2.14 (see tests/test_conv4.py); these ops
-    differentiate correctly at every order."""
-    var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False, keepdim=True)
+    differentiate correctly at every order. The variance is the mean of the centred
+    squares, which the normalisation needs anyway: torch.var_mean over (N, H, W) was
+    several times slower on CPU."""
+    channels = (0, 2, 3)
+    centred = x - x.mean(dim=channels, keepdim=True)
+    var = (centred * centred).mean(dim=channels, keepdim=True)
     scale = torch.rsqrt(var + eps) * weight.view(1, -1, 1, 1)
-    return (x - mean) * scale + bias.view(1, -1, 1, 1)
+    return centred * scale + bias.view(1, -1, 1, 1)
 
 
 def conv4_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
     """Logits for images `x` of shape (N, C, H, W); batch norm uses the statistics of `x`
-    (one task's support or query set), as MAML's reference implementation does."""
+    (one task's support or query set), as MAML's reference implementation does.
+
+    ReLU follows the pool (it commutes with max,
+    values and gradients alike) so that it touches a quarter of the elements."""
     for i in range(CONV4_BLOCKS):
         x = F.conv2d(x, params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"],
                      padding=1)
         x = batch_norm(x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"])
-        x = F.max_pool2d(F.relu(x), 2)
+        x = F.relu(F.max_pool2d(x, 2))
     return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])

@@ -90,6 +90,9 @@ class Omniglot(FewShotClassification):
         "meta_batch": 32, "meta_lr": 1e-3, "meta_optimizer": "adam",
         "iterations": 60000,
         "eval_inner_steps": 3,
+        # tasks one by one: vmap turns the convolutions into grouped ones, measured 1.6×
+        # slower on CPU (docs/perf.md)
+        "batching": "loop",
     }
     quick = {"iterations": 1000}
 
