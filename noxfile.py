@@ -4,6 +4,7 @@ tools/setup.sh) instead of building a ~5.5 GB torch environment per session:
 """
 
 import sys
+from pathlib import Path
 
 import nox
 
@@ -28,6 +29,7 @@ def lint(session):
 def bench(session):
     """pytest-benchmark meta-steps, the memory-scaling sweep and the runner overhead,
     rendered to reports/PERFORMANCE.md."""
+    Path("reports").mkdir(exist_ok=True)
     session.run(PYTHON, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider",
                 "--benchmark-enable", "--benchmark-json", "reports/benchmark.json",
                 *session.posargs)

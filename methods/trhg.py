@@ -8,18 +8,21 @@ K-RMD keeps only the last K terms of the sum:
     h_K = ∂F/∂φ + Σ_{t=T−K+1..T} B_t A_t+1 ⋯ A_T ∇_θ F(θ_T),
 which is reverse mode with θ_T−K treated as a constant. K = T recovers RHG exactly; for
 a strongly convex inner problem the bias decays geometrically in K (Shaban et al.).
-φ has to enter the inner loss (a hyperparameter or a representation); with K < T a
-meta-initialisation would receive no gradient, so that kind is not supported.
+For a meta-initialisation (θ₀ = φ), cutting the graph at θ_T−K would leave φ without a
+gradient, so the truncated Jacobian ∂θ_T−K/∂θ₀ is taken as the identity, as first-order
+MAML takes all of them: θ_T−K enters the graph as θ₀ + const. Then K = T is MAML and K = 0
+is first-order MAML. Where θ₀ does not depend on φ (hyperparameters, representations)
+this changes nothing.
 """
 
-from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
-from benchsuite.functional import gradient_descent, mean_objective_gradient, tree_detach
+from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
+from benchsuite.functional import gradient_descent, mean_objective_gradient
 
 
 class TRHG(Method):
     name = "trhg"
     paper = "Shaban et al. 2019 (truncated back-propagation, K-RMD)"
-    supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
+    supports = frozenset({META_INIT, HYPERPARAMETER, META_REPRESENTATION})
     hyperparameters = {"truncate_steps": 10}   # K; the paper sweeps K ∈ {1, …, T}
     accuracy_knob = "truncate_steps"
 
@@ -32,8 +35,11 @@ class TRHG(Method):
         kept = min(self.config["truncate_steps"], total)
 
         def task_objective(phi, support_x, support_y, query_x, query_y):
-            theta = self.adapt(task, phi, support_x, support_y, total - kept)
-            theta = tree_detach(theta)  # the first T − K steps are not back-propagated
+            start = task.initial_theta(phi)
+            theta = gradient_descent(task, start, phi, support_x, support_y, total - kept,
+                                     self.config["inner_lr"])
+            # the first T − K steps are not back-propagated: ∂θ_T−K/∂θ₀ ≈ I
+            theta = {k: start[k] + (theta[k] - start[k]).detach() for k in theta}
             theta = gradient_descent(task, theta, phi, support_x, support_y, kept,
                                      self.config["inner_lr"])
             return task.outer_loss(theta, phi, query_x, query_y)

@@ -73,6 +73,18 @@ def test_l2l_maml_reference_adapter_equals_maml(registry, first_order):
                                reference.meta_gradient(task, phi, batch).grads) <= 1e-5
 
 
+def test_trhg_on_a_meta_initialisation_spans_fomaml_to_maml(registry):
+    """With ∂θ_T−K/∂θ₀ ≈ I, K = T is MAML and K = 0 is first-order MAML."""
+    results = {}
+    for name, truncate in (("maml", None), ("fomaml", None), ("trhg", 3), ("trhg", 0)):
+        method, task, phi, batch, _ = build(registry, name, "sinusoid", inner_steps=3,
+                                            meta_batch=4, truncate_steps=truncate or 0)
+        results[(name, truncate)] = method.meta_gradient(task, phi, batch).grads
+    assert relative_difference(results[("trhg", 3)], results[("maml", None)]) <= 1e-6
+    assert relative_difference(results[("trhg", 0)], results[("fomaml", None)]) <= 1e-6
+    assert relative_difference(results[("maml", None)], results[("fomaml", None)]) > 1e-3
+
+
 def test_fomaml_is_the_stated_first_order_expression(registry):
     """FOMAML's hypergradient is ∇_θ F at the adapted θ (θ₀ = φ), averaged over tasks."""
     fomaml, task, phi, batch, config = build(registry, "fomaml", "sinusoid", inner_steps=2,
