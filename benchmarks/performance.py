@@ -24,6 +24,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from benchmarks.workloads import (
     COMPARISONS,
     SWEEP_METHODS,
+    SWEEP_POINTS,
     SWEEP_STEPS,
     SWEEP_TASK,
     WORKLOADS,
@@ -187,7 +188,8 @@ def write(bench_json: Path, out: Path) -> Path:
         comparison_table(registry, medians, peak), "",
         "All benchmarked meta-steps:", "", all_medians_table(bench), "",
         "## Memory and time vs inner steps", "",
-        f"Task {SWEEP_TASK}, 20 meta-iterations per point, each a trial in a fresh process; "
+        f"Task {SWEEP_TASK} with {SWEEP_POINTS} support and {SWEEP_POINTS} query points per "
+        "task, 20 meta-iterations per point, each a trial in a fresh process; "
         "peak working memory as recorded by the runner (CPU: resident-set high-water mark "
         "after the warm-up iteration; CUDA: max allocated).", "",
         f"![memory scaling](performance/{figure.name})", "",

@@ -52,10 +52,16 @@ SWEEP_METHODS = ("maml", "fomaml", "trhg", "imaml", "reptile")
 SWEEP_TASK = "sinusoid"
 
 
+# 500 support and query points per task: large enough that the per-step activations of
+# the unrolled graph stand out of the allocator's noise (with 10 points they are ~0.2 MB).
+SWEEP_POINTS = 500
+
+
 def sweep_overrides(method: str, steps: int) -> dict:
+    sizes = {"shots": SWEEP_POINTS, "query": SWEEP_POINTS}
     if method == "reptile":  # full-batch epochs: one step per epoch
-        return {"inner_epochs": steps, "inner_batch": 10}
-    return {"inner_steps": steps}
+        return {**sizes, "inner_epochs": steps, "inner_batch": SWEEP_POINTS}
+    return {**sizes, "inner_steps": steps}
 
 
 @dataclass
