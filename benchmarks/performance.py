@@ -127,7 +127,7 @@ def plot_sweep(points: list[dict], path: Path) -> None:
         mem_ax.plot(steps, [p["peak_bytes"] / 2**20 for p in done], marker="o", label=method)
         time_ax.plot(steps, [p["per_iteration_s"] * 1e3 for p in done], marker="o",
                      label=method)
-    for ax, label in ((mem_ax, "peak working memory (MiB)"),
+    for ax, label in ((mem_ax, "peak memory above trial start (MiB)"),
                       (time_ax, "time per meta-iteration (ms)")):
         ax.set_xscale("log")
         ax.set_xlabel("inner steps")
@@ -190,8 +190,8 @@ def write(bench_json: Path, out: Path) -> Path:
         "## Memory and time vs inner steps", "",
         f"Task {SWEEP_TASK} with {SWEEP_POINTS} support and {SWEEP_POINTS} query points per "
         "task, 20 meta-iterations per point, each a trial in a fresh process; "
-        "peak working memory as recorded by the runner (CPU: resident-set high-water mark "
-        "after the warm-up iteration; CUDA: max allocated).", "",
+        "peak memory as recorded by the runner (CPU: resident-set high-water mark above the "
+        "trial's starting resident set; CUDA: max allocated).", "",
         f"![memory scaling](performance/{figure.name})", "",
         tabulate(sweep_rows, ["method", "inner steps", "status", "peak MiB",
                               "ms / meta-iter"], tablefmt="github"), "",

@@ -4,15 +4,15 @@ Time: every interval is closed by a device synchronisation, so asynchronous CUDA
 charged to the interval that launched it.
 
 Memory: on CUDA, the allocator's peak allocated and reserved bytes since the trial started
-(`reset_peak_memory_stats`); library code does not appear there. On CPU the resident set
-also holds code and caches that PyTorch loads lazily the first time a transform (vmap,
-grad of grad) runs — about 180 MB, the same for every method — so the figure starts after
-the warm-up: the kernel's resident-set high-water mark (VmHWM) is reset once the first
-meta-iteration is done (writing 5 to /proc/self/clear_refs, Linux >= 4.0), and
-`peak_bytes` is the high-water mark at the end of the trial minus the resident set at that
-reset: the working memory of the meta-steps and evaluations. What the warm-up added
-(lazy code, optimiser state) is recorded as `warmup_growth_bytes`. The local executor runs
-each trial in a fresh process, so no earlier trial is resident.
+(`reset_peak_memory_stats`). On CPU, the kernel's resident-set high-water mark (VmHWM) is
+reset when the trial starts (writing 5 to /proc/self/clear_refs, Linux >= 4.0), and
+`peak_bytes` is the high-water mark at the end of the trial minus the resident set at its
+start (after the task and its data are built): meta-steps, optimiser state and
+evaluations. The allocator keeps freed memory, so the figure must count from before the
+first meta-iteration: a baseline taken later would already hold that iteration's peak.
+It includes a few MB of code and buffers PyTorch loads the first time a transform runs,
+the same for every method. The local executor runs each trial in a fresh process, so no
+earlier trial is resident.
 """
 
 from __future__ import annotations
@@ -78,19 +78,12 @@ class MemoryMeter:
         self.device = device
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        self.start_rss = current_rss_bytes()
-        self.baseline_rss = self.start_rss
-        self.peak_was_reset = False
-
-    def warmed_up(self) -> None:
-        """Call once after the first meta-iteration: CPU figures count from here."""
         self.peak_was_reset = reset_peak_rss()
         self.baseline_rss = current_rss_bytes()
 
     def result(self) -> dict:
         peak_rss = peak_rss_bytes()
-        figures = {"peak_rss_bytes": peak_rss, "baseline_rss_bytes": self.baseline_rss,
-                   "warmup_growth_bytes": self.baseline_rss - self.start_rss}
+        figures = {"peak_rss_bytes": peak_rss, "baseline_rss_bytes": self.baseline_rss}
         if self.device.type == "cuda":
             figures.update(
                 peak_bytes=torch.cuda.max_memory_allocated(self.device),
@@ -100,9 +93,9 @@ class MemoryMeter:
         else:
             figures.update(
                 peak_bytes=max(0, peak_rss - self.baseline_rss),
-                method=("peak RSS (VmHWM reset after the warm-up iteration) above the RSS "
-                        "at that point" if self.peak_was_reset else
-                        "process peak RSS above the RSS after the warm-up iteration (upper "
-                        "bound: the high-water mark could not be reset)"),
+                method=("peak RSS (VmHWM reset at trial start) above the RSS at trial start"
+                        if self.peak_was_reset else
+                        "process peak RSS above the RSS at trial start (upper bound: the "
+                        "high-water mark could not be reset)"),
             )
         return figures

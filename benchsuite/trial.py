@@ -155,8 +155,6 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
             if schedule is not None:
                 schedule.step()
         recent_losses.append(result.outer_loss)
-        if iteration == 1:
-            memory.warmed_up()
         if iteration % curve_every == 0 or iteration == iterations:
             curve_point(iteration)
 

@@ -15,6 +15,8 @@ is first-order MAML. Where θ₀ does not depend on φ (hyperparameters, represe
 this changes nothing.
 """
 
+import torch
+
 from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
 from benchsuite.functional import gradient_descent, mean_objective_gradient
 
@@ -36,10 +38,10 @@ class TRHG(Method):
 
         def task_objective(phi, support_x, support_y, query_x, query_y):
             start = task.initial_theta(phi)
-            theta = gradient_descent(task, start, phi, support_x, support_y, total - kept,
-                                     self.config["inner_lr"])
-            # the first T − K steps are not back-propagated: ∂θ_T−K/∂θ₀ ≈ I
-            theta = {k: start[k] + (theta[k] - start[k]).detach() for k in theta}
+            with torch.no_grad():  # the first T − K steps are not back-propagated: no graph
+                theta = gradient_descent(task, start, phi, support_x, support_y,
+                                         total - kept, self.config["inner_lr"])
+            theta = {k: start[k] + (theta[k] - start[k]).detach() for k in theta}  # ∂θ_T−K/∂θ₀ ≈ I
             theta = gradient_descent(task, theta, phi, support_x, support_y, kept,
                                      self.config["inner_lr"])
             return task.outer_loss(theta, phi, query_x, query_y)
