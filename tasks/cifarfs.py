@@ -40,16 +40,12 @@ class CIFARFS(FewShotClassification):
     def download(cls, root):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnCIFARFS = learn2learn.vision.datasets.CIFARFS
-
-        Learn2LearnCIFARFS(str(root), mode="train", download=True)
+        learn2learn.vision.datasets.CIFARFS(str(root), mode="train", download=True)
 
     def load_split(self, split):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnCIFARFS = learn2learn.vision.datasets.CIFARFS
-
-        data = Learn2LearnCIFARFS(str(self.root), mode=split)
+        data = learn2learn.vision.datasets.CIFARFS(str(self.root), mode=split)
         images = torch.stack([pil_to_tensor(data.loader(path).convert("RGB"))
                               for path, _ in data.samples])
         return ClassImages(images, data.targets)

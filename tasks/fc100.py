@@ -35,15 +35,11 @@ class FC100(FewShotClassification):
     def download(cls, root):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnFC100 = learn2learn.vision.datasets.FC100
-
-        Learn2LearnFC100(str(root), mode="train", download=True)
+        learn2learn.vision.datasets.FC100(str(root), mode="train", download=True)
 
     def load_split(self, split):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnFC100 = learn2learn.vision.datasets.FC100
-
-        data = Learn2LearnFC100(str(self.root), mode=split)
+        data = learn2learn.vision.datasets.FC100(str(self.root), mode=split)
         images = torch.from_numpy(data.images).permute(0, 3, 1, 2)
         return ClassImages(images, data.labels)

@@ -59,10 +59,8 @@ class MiniImagenet(FewShotClassification):
     def download(cls, root):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnMiniImagenet = learn2learn.vision.datasets.MiniImagenet
-
         for split in SPLITS:
-            Learn2LearnMiniImagenet(str(root), mode=split, download=True)
+            learn2learn.vision.datasets.MiniImagenet(str(root), mode=split, download=True)
 
     def load_split(self, split):
         with open(self.root / FILES[split], "rb") as file:

@@ -56,14 +56,10 @@ class TieredImagenet(FewShotClassification):
     def download(cls, root):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnTiered = learn2learn.vision.datasets.TieredImagenet
-
-        Learn2LearnTiered(str(root), mode="train", download=True)
+        learn2learn.vision.datasets.TieredImagenet(str(root), mode="train", download=True)
 
     def load_split(self, split):
         from benchsuite.compat import learn2learn
 
-        Learn2LearnTiered = learn2learn.vision.datasets.TieredImagenet
-
-        data = Learn2LearnTiered(str(self.root), mode=split)
+        data = learn2learn.vision.datasets.TieredImagenet(str(self.root), mode=split)
         return ClassImages(DecodedPNGs(data.images), data.labels)
