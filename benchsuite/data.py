@@ -33,3 +33,12 @@ def missing_message(dataset: str, root: Path, expected: str) -> str:
     """One line: which data set is absent, what to put where, and how to fetch it."""
     return (f"{dataset} data not found in {root}: put {expected} there (--data-root DIR or "
             f"${DATA_ROOT_VARIABLE} picks the folder), or add --download to fetch it")
+
+
+def files_problem(dataset: str, root: Path, files: Iterable[str], origin: str) -> str | None:
+    """None when every one of `files` is in `root`, else the one-line missing-data message
+    listing them, with `origin` saying what they are."""
+    files = list(files)
+    if not missing_files(root, files):
+        return None
+    return missing_message(dataset, root, f"{', '.join(files)} ({origin})")

@@ -8,7 +8,7 @@ On disk, in the data root: FC100_train.pickle, FC100_val.pickle, FC100_test.pick
 
 import torch
 
-from benchsuite.data import missing_files, missing_message
+from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
 from tasks.miniimagenet import PROTOCOL
 
@@ -26,10 +26,8 @@ class FC100(FewShotClassification):
 
     @classmethod
     def data_problem(cls, root, config):
-        if not missing_files(root, FILES.values()):
-            return None
-        return missing_message("FC100", root, ", ".join(FILES.values()) +
-                               " (MetaOptNet's FC100 pickles, as learn2learn reads them)")
+        return files_problem("FC100", root, FILES.values(),
+                             "MetaOptNet's FC100 pickles, as learn2learn reads them")
 
     @classmethod
     def download(cls, root):

@@ -14,7 +14,7 @@ import pickle
 
 import torch
 
-from benchsuite.data import missing_files, missing_message
+from benchsuite.data import files_problem
 from benchsuite.fewshot import SPLITS, ClassImages, FewShotClassification
 
 FILES = {split: f"mini-imagenet-cache-{split}.pkl" for split in SPLITS}
@@ -50,10 +50,8 @@ class MiniImagenet(FewShotClassification):
 
     @classmethod
     def data_problem(cls, root, config):
-        if not missing_files(root, FILES.values()):
-            return None
-        return missing_message("mini-ImageNet", root, ", ".join(FILES.values()) +
-                               " (learn2learn's mini-ImageNet pickles)")
+        return files_problem("mini-ImageNet", root, FILES.values(),
+                             "learn2learn's mini-ImageNet pickles")
 
     @classmethod
     def download(cls, root):

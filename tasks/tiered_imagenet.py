@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchsuite.data import missing_files, missing_message
+from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
 from tasks.miniimagenet import PROTOCOL
 
@@ -47,10 +47,8 @@ class TieredImagenet(FewShotClassification):
 
     @classmethod
     def data_problem(cls, root, config):
-        if not missing_files(root, FILES):
-            return None
-        return missing_message("tiered-ImageNet", root, ", ".join(FILES) +
-                               " (learn2learn's tiered-ImageNet pickles)")
+        return files_problem("tiered-ImageNet", root, FILES,
+                             "learn2learn's tiered-ImageNet pickles")
 
     @classmethod
     def download(cls, root):
