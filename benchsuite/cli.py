@@ -8,7 +8,9 @@ table of them), 130 / 143 when stopped by SIGINT / SIGTERM (after saying what wa
 from __future__ import annotations
 
 import os
+import shlex
 import signal
+import sys
 from pathlib import Path
 
 import typer
@@ -65,7 +67,8 @@ def run(
         specs = runner.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
                             budget=budget, device=device,
                             options={"iterations": iterations, "meta_batch": meta_batch},
-                            set_items=set_, out=out, device_here=executor != "ray")
+                            set_items=set_, out=out, device_here=executor != "ray",
+                            command=shlex.join(["benchsuite", *sys.argv[1:]]))
     except UsageError as error:
         fail_usage(error)
     if dry_run:

@@ -70,7 +70,8 @@ def trial_outcome(spec: TrialSpec) -> dict:
         status = "oom" if _is_allocation_failure(error) else "failed"
         record.update(status=status, error=f"{type(error).__name__}: {_first_line(error)}",
                       traceback=traceback.format_exc(limit=8))
-    record["provenance"] = provenance(torch.device(spec.config["device"]))
+    record["provenance"] = {**provenance(torch.device(spec.config["device"])),
+                            "command": spec.command}
     return record
 
 

@@ -42,6 +42,7 @@ class TrialSpec:
     path: Path
     objective: dict[str, Any]
     incompatible: str | None = None
+    command: str = ""                # the command line that planned it, for provenance
 
     def label(self) -> str:
         return f"{self.method} × {self.task} (seed {self.seed})"
@@ -99,9 +100,10 @@ def select(names: str, available: list[str], lookup) -> list[str]:
 
 def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: str,
          device: str, options: dict[str, Any], set_items: list[str],
-         out: Path, device_here: bool = True) -> list[TrialSpec]:
+         out: Path, device_here: bool = True, command: str = "") -> list[TrialSpec]:
     """The trial grid, validated before anything runs or is written. `device_here`: the
-    trials run on this machine, so the device must exist here."""
+    trials run on this machine, so the device must exist here. `command` is stored in
+    each record's provenance."""
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1 (got {seeds})")
     if budget not in configuration.BUDGETS:
@@ -125,7 +127,8 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
                                  "run `benchsuite list` for the compatible pairs")
             for seed in range(seeds):
                 specs.append(_spec(method_name, method_plugin, task_plugin, seed, budget,
-                                   resolved_device, options, overrides, out, reason))
+                                   resolved_device, options, overrides, out, reason,
+                                   command))
     configuration.check_overrides_known(overrides, [s.config for s in specs],
                                         [{s.method, s.task} for s in specs])
     for spec in specs:
@@ -168,7 +171,8 @@ def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
 
 
 def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: int, budget: str,
-          device: str, options: dict, overrides, out: Path, reason: str | None) -> TrialSpec:
+          device: str, options: dict, overrides, out: Path, reason: str | None,
+          command: str) -> TrialSpec:
     config = configuration.resolve(task_plugin.cls, method_plugin.cls, seed=seed, budget=budget,
                                    device=device, options=options, overrides=overrides)
     code = {"method": method_plugin.source_hash, "task": task_plugin.source_hash}
@@ -179,7 +183,7 @@ def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: in
                      path=record_path(out, task_plugin.cls.name, method_name, seed, trial_id),
                      objective={"metric": task_plugin.cls.metric,
                                 "higher_is_better": task_plugin.cls.higher_is_better},
-                     incompatible=reason)
+                     incompatible=reason, command=command)
 
 
 # -- filing ---------------------------------------------------------------------------------
