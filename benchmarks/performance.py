@@ -174,7 +174,7 @@ def write(bench_json: Path, out: Path) -> Path:
                   for p in points]
     lines = [
         "# Performance", "",
-        f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} by "
+        f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} by "
         "`nox -s bench`.", "",
         f"Machine: {cpu_model()}, {torch.get_num_threads()} torch threads, "
         f"{'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'no GPU'}; "

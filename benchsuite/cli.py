@@ -1,4 +1,4 @@
-"""Command-line interface: `benchsuite run | report | sweep | list`.
+"""Command-line interface: `benchsuite run | report | verify | sweep | list`.
 
 Usage errors print one line (`error: …`) and exit 2 before anything is written. `run`
 exits 0 when every trial of the grid finished (or is n/a), 1 when some did not (with a
@@ -116,6 +116,55 @@ def report(
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {path}")
+
+
+@app.command()
+def verify(
+    results: Path = typer.Argument(Path("results"), help="Folder of trial records."),
+    sample: str = typer.Option("one-per-task", help="one-per-task (the cheapest finished "
+                                                    "record of each task) or all."),
+    full: bool = typer.Option(False, help="Re-run whole trials (default: up to the "
+                                          "first learning-curve point)."),
+    data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
+                                             "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
+    plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines."),
+) -> None:
+    """Re-run stored trials and check that they give the stored numbers."""
+    from tabulate import tabulate
+
+    from benchsuite import data
+    from benchsuite import registry as plugin_registry
+    from benchsuite import verify as verification
+
+    if not results.is_dir():
+        fail_usage(UsageError(f"results folder {str(results)!r} does not exist; pass the "
+                              "folder holding the records to check"))
+    if sample not in verification.SAMPLES:
+        fail_usage(UsageError(f"unknown --sample {sample!r}; valid: "
+                              f"{', '.join(verification.SAMPLES)}"))
+    if data_root is not None:
+        os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
+    try:
+        registry = plugin_registry.discover(plugins)
+    except UsageError as error:
+        fail_usage(error)
+    verdicts, warnings = verification.verify_folder(
+        results, registry, sample, full,
+        progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if not verdicts:
+        fail_usage(UsageError(f"no finished trial records in {str(results)!r} to verify"))
+    typer.echo(tabulate([v.row() for v in verdicts], verification.HEADER))
+    if any("shortened" in v.check for v in verdicts):
+        typer.echo("shortened: the re-run stops at the record's first learning-curve point "
+                   "and compares the curve up to there; --full re-runs whole trials.")
+    failed = [v for v in verdicts if not v.passed]
+    typer.echo(f"{len(verdicts) - len(failed)} of {len(verdicts)} verified"
+               + (f"; {len(failed)} failed" if failed else ""))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

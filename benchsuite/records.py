@@ -170,6 +170,9 @@ def cpu_model() -> str:
 
 
 def provenance(device: torch.device) -> dict:
+    import numpy
+    import PIL
+
     if device.type == "cuda":
         device_name = torch.cuda.get_device_name(device)
     else:
@@ -177,6 +180,8 @@ def provenance(device: torch.device) -> dict:
     return {
         "python": platform.python_version(),
         "torch": torch.__version__,
+        "numpy": numpy.__version__,
+        "pillow": PIL.__version__,
         "platform": platform.platform(),
         "device": str(device),
         "device_name": device_name,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import math
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -19,6 +20,10 @@ from benchsuite.records import TEMPORARY_PREFIX, read_record
 from benchsuite.registry import Registry
 
 IGNORED_CONFIG_KEYS = ("seed", "device")
+ENVIRONMENT_KEYS = ("device_name", "cpu_count", "torch_threads", "platform", "python", "torch",
+                    "numpy", "pillow", "git_commit")
+PUBLISHED_FILE = "published.toml"
+PUBLISHED_FIELDS = ("task", "method", "metric", "value", "source")
 
 
 def load_records(results: Path) -> tuple[list[dict], list[str]]:
@@ -106,8 +111,7 @@ def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tupl
             row["_sort"] = -mean if higher_is_better else mean
             row[metric] = f"{fmt(mean)} ± {fmt(ci, 2)}"
             for key in extra_metrics:
-                values = [m[key] for m in done.metrics if key in m]
-                row[key] = fmt(sum(values) / len(values)) if values else "–"
+                row[key] = extra_metric(done, key, metric)
             per_iter = [t["per_iteration_s"] for t in done.timing if t.get("per_iteration_s")]
             row["s / meta-iter"] = fmt(pd.Series(per_iter).median(), 3) if per_iter else "–"
             row["total s"] = fmt(pd.Series([t["total_s"] for t in done.timing]).mean(), 3)
@@ -125,6 +129,17 @@ def task_table(frame: pd.DataFrame, metric: str, higher_is_better: bool) -> tupl
     header = ["rank", "method", f"{metric}{after} {arrow} (± 95% CI)", *extra_metrics,
               "s / meta-iter (median)", "total s", "peak MiB", "status"]
     return tabulate(table, header, tablefmt="github"), notes
+
+
+def extra_metric(done: pd.DataFrame, key: str, metric: str) -> str:
+    """Pooled mean ± 95% CI over seeds where every record has the spread, else the mean."""
+    summaries = [metric_summary(m, key, metric, c["eval_inner_steps"])
+                 for m, c in zip(done.metrics, done.config)]
+    if summaries and None not in summaries:
+        mean, ci = pooled(*zip(*summaries))
+        return "–" if math.isnan(mean) else f"{fmt(mean)} ± {fmt(ci, 2)}"
+    values = [m[key] for m in done.metrics if key in m]
+    return fmt(sum(values) / len(values)) if values else "–"
 
 
 def plot_task(frame: pd.DataFrame, task: str, metric: str, folder: Path) -> list[str]:
@@ -164,19 +179,16 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
     records, warnings = load_records(results)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Leaderboard", "",
-             f"Generated {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} "
+             f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} "
              f"from {len(records)} trial records in `{results}`.", ""]
     if records:
         frame = pd.DataFrame(records)
         frame["signature"] = frame.config.map(config_signature)
         frame["stale"] = [_is_stale(r, registry) for r in records]
         frame = _drop_superseded(frame)
-        provenance = pd.DataFrame([r["provenance"] for r in records if r["provenance"]])
-        if not provenance.empty:
-            lines += ["Environment: " + "; ".join(
-                f"{key} {', '.join(sorted(map(str, provenance[key].dropna().unique())))}"
-                for key in ("device_name", "torch", "python", "torch_threads")
-                if key in provenance), ""]
+        lines += environment_lines(records)
+        published, problems = load_published(results)
+        warnings += problems
         budgets = ", ".join(sorted(frame.config.map(lambda c: c.get("budget", "?")).unique()))
         lines += [f"Budget: {budgets} (quick = CPU-sized iteration counts; paper = the "
                   "paper's). Metric: mean over all test episodes of all seeds, ± 95% CI.", ""]
@@ -191,6 +203,11 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
                       f"Metric: {metric} ({'higher' if higher else 'lower'} is better).", ""]
             table, notes = task_table(group, metric, higher)
             lines += [table, ""]
+            comparison = published_table(group, metric, published)
+            if comparison:
+                lines += ["Published results (Δ = ours − paper; flagged where the paper's "
+                          "number lies outside our 95% CI, widened by the paper's own CI "
+                          "where it reports one):", "", comparison, ""]
             if notes:
                 lines += ["Notes:", *[f"- {n}" for n in dict.fromkeys(notes)], ""]
             for name in plot_task(group, task, metric, out / "figures"):
@@ -198,6 +215,86 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
     path = out / "LEADERBOARD.md"
     path.write_text("\n".join(lines))
     return path, warnings
+
+
+def environment_lines(records: list[dict]) -> list[str]:
+    """Hardware, software and the exact commands behind the records."""
+    provenance = pd.DataFrame([r["provenance"] for r in records if r["provenance"]])
+    if provenance.empty:
+        return []
+    lines = ["Environment: " + "; ".join(
+        f"{key} {', '.join(sorted(map(str, provenance[key].dropna().unique())))}"
+        for key in ENVIRONMENT_KEYS if key in provenance), ""]
+    commands = sorted(provenance.get("command", pd.Series(dtype=str)).dropna().unique())
+    commands = [c for c in commands if c]
+    if commands:
+        lines += ["Commands:", "", "```", *commands, "```", ""]
+    return lines
+
+
+def load_published(results: Path) -> tuple[list[dict], list[str]]:
+    """The paper numbers of every `published.toml` under `results`, and a warning for each
+    entry that lacks a field."""
+    entries, warnings = [], []
+    for path in sorted(Path(results).rglob(PUBLISHED_FILE)):
+        try:
+            document = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as error:
+            warnings.append(f"skipped {path}: {error}")
+            continue
+        for number, entry in enumerate(document.get("result", [])):
+            missing = [k for k in PUBLISHED_FIELDS if k not in entry]
+            if missing:
+                warnings.append(f"skipped result {number + 1} of {path}: lacks {missing}")
+                continue
+            entries.append(entry)
+    return entries, warnings
+
+
+def metric_summary(metrics: dict, key: str, main_key: str, main_steps: int):
+    """(mean, std, n) of a test metric, or None; the main-steps metric stores its spread
+    under the unprefixed name."""
+    spread = key if f"{key}_std" in metrics else (
+        main_key if key == f"{main_key}_at_{main_steps}_steps" else None)
+    if key not in metrics or spread is None or f"{spread}_std" not in metrics:
+        return None
+    return metrics[key], metrics[f"{spread}_std"], metrics[f"{spread}_n"]
+
+
+def follows(config: dict, entry: dict) -> bool:
+    """Whether a trial's config has every setting the published protocol names."""
+    return all(str(config.get(k)) == str(v) for k, v in entry.get("config", {}).items())
+
+
+def published_table(frame: pd.DataFrame, metric: str, published: list[dict]) -> str:
+    """"paper | ours ± 95% CI | Δ" rows for the published numbers whose protocol the
+    task's records follow."""
+    done = frame[frame.status == "finished"]
+    labels = method_labels(frame)
+    rows = []
+    for entry in published:
+        if done.empty or entry["task"] != done.task.iloc[0]:
+            continue
+        matching = done[(done.method == entry["method"])
+                        & done.config.map(lambda c, e=entry: follows(c, e))]
+        for signature, group in matching.groupby("signature", sort=False):
+            summaries = [metric_summary(m, entry["metric"], metric, c["eval_inner_steps"])
+                         for m, c in zip(group.metrics, group.config)]
+            if None in summaries:
+                continue
+            mean, ci = pooled(*zip(*summaries))
+            delta = mean - entry["value"]
+            paper_ci = entry.get("ci95", 0.0)
+            outside = abs(delta) > math.hypot(ci, paper_ci)
+            paper = fmt(entry["value"]) + (f" ± {fmt(paper_ci, 2)}" if paper_ci else "")
+            rows.append([labels[(entry["method"], signature)], entry["metric"],
+                         f"{paper} ({entry['source']})", f"{fmt(mean)} ± {fmt(ci, 2)}",
+                         f"{delta:+.3g}", "OUTSIDE" if outside else "within",
+                         len(group)])
+    if not rows:
+        return ""
+    return tabulate(rows, ["method", "metric", "paper", "ours ± 95% CI", "Δ",
+                           "paper vs our CI", "seeds"], tablefmt="github", disable_numparse=True)
 
 
 def _is_stale(record: dict, registry: Registry) -> bool:

@@ -94,9 +94,13 @@ def compare_hypergradients(estimate: Params, exact: Params) -> dict[str, float]:
             "hypergrad_cosine": float(e @ x / (e.norm() * x.norm()).clamp_min(1e-300))}
 
 
-def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> dict:
+def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
+              stop_after: int | None = None) -> dict:
     """Meta-train and evaluate; returns the record fields `metrics`, `curve`, `timing`,
-    `memory` and the device used. Raises Diverged or any error of the plugins."""
+    `memory` and the device used. Raises Diverged or any error of the plugins.
+    `stop_after` ends training after that many meta-iterations, with the learning-rate
+    schedule and curve spacing of the full trial, and skips the test evaluation (metrics
+    stay empty): the first part of the trial, exactly as the full trial runs it."""
     wall_start = time.perf_counter()
     device = torch.device(config["device"])
     task_name, seed = task_cls.name, config["seed"]
@@ -129,18 +133,20 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
 
     def curve_point(iteration: int) -> None:
         with clock.interval("eval"):
-            val = episode_scores(method, task, phi, val_episodes,
-                                 config["eval_inner_steps"], config)
+            val = summarize(episode_scores(method, task, phi, val_episodes,
+                                           config["eval_inner_steps"], config))
         curve.append({
             "iteration": iteration,
             "train_time_s": clock.totals.get("train", 0.0),
             "train_outer_loss": statistics.fmean(recent_losses) if recent_losses else None,
-            f"val_{task.metric}": float(val.mean()),
+            f"val_{task.metric}": val["mean"],
+            f"val_{task.metric}_ci95": val["ci95"],
         })
         recent_losses.clear()
 
     curve_point(0)
-    for iteration in range(1, iterations + 1):
+    last = iterations if stop_after is None else min(stop_after, iterations)
+    for iteration in range(1, last + 1):
         with clock.interval("sampling"):
             batch = task.sample_batch("train", config["meta_batch"], train_gen).to(device)
         with clock.interval("train", step_times):
@@ -158,19 +164,11 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
         if iteration % curve_every == 0 or iteration == iterations:
             curve_point(iteration)
 
-    metrics: dict[str, Any] = dict(fidelity)
-    metrics["final_train_outer_loss"] = curve[-1]["train_outer_loss"]
-    with clock.interval("eval"):
-        for steps in sorted({config["eval_inner_steps"], *config.get("eval_steps", ())}):
-            summary = summarize(episode_scores(method, task, phi, test_episodes, steps, config))
-            prefix = (task.metric if steps == config["eval_inner_steps"]
-                      else f"{task.metric}_at_{steps}_steps")
-            metrics[prefix] = summary["mean"]
-            metrics[f"{prefix}_ci95"] = summary["ci95"]
-            metrics[f"{prefix}_std"] = summary["std"]
-            metrics[f"{prefix}_n"] = summary["n"]
-            metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
-        metrics.update(task.final_metrics(phi))
+    metrics: dict[str, Any] = {}
+    if last == iterations:
+        with clock.interval("eval"):
+            metrics = evaluate_on_test(method, task, phi, test_episodes, config)
+        metrics.update(fidelity, final_train_outer_loss=curve[-1]["train_outer_loss"])
 
     warmup = min(config["warmup"], max(0, len(step_times) - 1))
     timed = step_times[warmup:]
@@ -179,7 +177,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
         "per_iteration_mean_s": statistics.fmean(timed) if timed else None,
         "warmup_iterations": warmup,
         "warmup_s": sum(step_times[:warmup]),
-        "iterations": iterations,
+        "iterations": last,
         "train_s": clock.totals.get("train", 0.0),
         "sampling_s": clock.totals.get("sampling", 0.0),
         "eval_s": clock.totals.get("eval", 0.0),
@@ -188,3 +186,21 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict) -> d
     }
     return {"metrics": metrics, "curve": curve, "timing": timing, "memory": memory.result(),
             "device": device}
+
+
+def evaluate_on_test(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,
+                 config: dict) -> dict[str, Any]:
+    """The task metric on the test episodes after each number of adaptation steps (the
+    main one unprefixed), with its CI, std and count, plus the task's final metrics."""
+    metrics: dict[str, Any] = {}
+    for steps in sorted({config["eval_inner_steps"], *config.get("eval_steps", ())}):
+        summary = summarize(episode_scores(method, task, phi, episodes, steps, config))
+        prefix = (task.metric if steps == config["eval_inner_steps"]
+                  else f"{task.metric}_at_{steps}_steps")
+        metrics[prefix] = summary["mean"]
+        metrics[f"{prefix}_ci95"] = summary["ci95"]
+        metrics[f"{prefix}_std"] = summary["std"]
+        metrics[f"{prefix}_n"] = summary["n"]
+        metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
+    metrics.update(task.final_metrics(phi))
+    return metrics
