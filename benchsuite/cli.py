@@ -160,9 +160,11 @@ def verify(
     if any("shortened" in v.check for v in verdicts):
         typer.echo("shortened: the re-run stops at the record's first learning-curve point "
                    "and compares the curve up to there; --full re-runs whole trials.")
+    results_seen = [v.result for v in verdicts]
+    counts = ", ".join(f"{results_seen.count(r)} {r}" for r in dict.fromkeys(results_seen))
     failed = [v for v in verdicts if not v.passed]
-    typer.echo(f"{len(verdicts) - len(failed)} of {len(verdicts)} verified"
-               + (f"; {len(failed)} failed" if failed else ""))
+    typer.echo(f"{len(verdicts)} records checked: {counts}"
+               + (f" — {len(failed)} failed verification" if failed else ""))
     if failed:
         raise typer.Exit(1)
 

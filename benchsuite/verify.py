@@ -105,8 +105,8 @@ def verify(record: dict, registry: Registry, full: bool) -> Verdict:
         return Verdict(record, "–", "–", "skipped", missing_data)
 
     total = config["iterations"]
-    stop_after = None if full else shortened_length(record)
-    check = (f"all {total} iterations" if stop_after is None or stop_after >= total
+    stop_after = None if full or shortened_length(record) >= total else shortened_length(record)
+    check = (f"all {total} iterations" if stop_after is None
              else f"first {stop_after} of {total} iterations (shortened)")
     stored_env = record["provenance"]
     threads = stored_env.get("torch_threads") or torch.get_num_threads()
@@ -128,14 +128,16 @@ def verify(record: dict, registry: Registry, full: bool) -> Verdict:
     seconds = time.perf_counter() - started
     metric = record["objective"]["metric"]
     compared = compared_numbers(record, rerun, metric, stop_after)
-    exact = [name for name, (stored, new, _) in compared.items() if not same_number(stored, new)]
-    if not exact:
+    differing = [name for name, (stored, new, _) in compared.items()
+                 if not same_number(stored, new)]
+    if not differing:
         return Verdict(record, check, environment, "identical",
                        f"{len(compared)} numbers", seconds)
     if not differences:
         return Verdict(record, check, environment, "MISMATCH",
-                       f"same environment, {len(exact)} of {len(compared)} numbers differ "
-                       f"(first: {describe(exact[0], compared[exact[0]])})", seconds)
+                       f"same environment, {len(differing)} of {len(compared)} numbers "
+                       f"differ (first: {describe(differing[0], compared[differing[0]])})",
+                       seconds)
     outside = [name for name, (stored, new, ci) in compared.items()
                if ci is not None and not abs(new - stored) <= ci]
     if outside:
@@ -143,7 +145,7 @@ def verify(record: dict, registry: Registry, full: bool) -> Verdict:
                        f"{describe(outside[0], compared[outside[0]])} is outside the CI",
                        seconds)
     return Verdict(record, check, environment, "within CI",
-                   f"{len(exact)} of {len(compared)} numbers differ, all within CI", seconds)
+                   f"{len(differing)} of {len(compared)} numbers differ, all within CI", seconds)
 
 
 def compared_numbers(record: dict, rerun: dict, metric: str,
