@@ -3,6 +3,8 @@ tools/setup.sh) instead of building a ~5.5 GB torch environment per session:
 `.venv/bin/nox -s tests`.
 """
 
+import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -21,31 +23,66 @@ def tests(session):
 
 @nox.session
 def lint(session):
+    """ruff on the whole tree, then mypy on benchsuite/ (settings: pyproject's [tool.mypy])."""
     session.run(PYTHON, "-m", "ruff", "check", "benchsuite", "methods", "tasks", "tests",
                 "benchmarks", "noxfile.py")
+    session.run(PYTHON, "-m", "mypy")
+
+
+@nox.session
+def docs(session):
+    """The documentation site from docs/ into site/ (mkdocs, strict: a broken link, a
+    missing page or a page left out of the nav fails the build)."""
+    session.run(PYTHON, "-m", "mkdocs", "build", "--strict", "--site-dir", "site")
+
+
+BENCH_EXTRA = ("torchopt", "higher")  # pyproject's `bench` extra: external references
 
 
 @nox.session
 def bench(session):
-    """pytest-benchmark meta-steps, the memory-scaling sweep and the runner overhead,
-    rendered to reports/PERFORMANCE.md."""
-    Path("reports").mkdir(exist_ok=True)
+    """Every method's meta-step (pytest-benchmark), then benchmarks.performance: ours against
+    learn2learn / TorchOpt / higher interleaved on sinusoid, omniglot and miniimagenet,
+    peak memory in fresh processes, the meta-batch and inner-steps sweeps, the runner
+    overhead and the targets, rendered to reports/PERFORMANCE.md (about 20 min on 2 CPU
+    cores). The `bench` extra is installed when missing; a reference whose library does
+    not install is reported as not measured. BENCH_ROUNDS=1 BENCH_SMOKE=1 make a quick
+    smoke run, BENCH_OUT=DIR writes elsewhere than reports/ (docs/performance.md)."""
+    if any(importlib.util.find_spec(name) is None for name in BENCH_EXTRA):
+        session.run(PYTHON, "-m", "pip", "install", "-q", "-e", ".[bench]",
+                    success_codes=[0, 1])
+    out = Path(os.environ.get("BENCH_OUT", "reports"))
+    out.mkdir(parents=True, exist_ok=True)
     session.run(PYTHON, "-m", "pytest", "benchmarks", "-p", "no:cacheprovider",
-                "--benchmark-enable", "--benchmark-json", "reports/benchmark.json",
+                "--benchmark-enable", "--benchmark-json", str(out / "benchmark.json"),
                 *session.posargs)
-    session.run(PYTHON, "-m", "benchmarks.performance", "reports/benchmark.json",
-                "--out", "reports")
+    session.run(PYTHON, "-m", "benchmarks.performance", str(out / "benchmark.json"),
+                "--out", str(out))
+
+
+DEMO_JOBS = 2  # trials side by side: the demo is sized for 2 CPU cores
+# A few minutes' budget: every method of both tasks, shortened from the quick budget
+# (sinusoid 2,000, quadratic 200 iterations); the slowest meta-steps (iMAML's CG solve,
+# learn2learn's per-task autograd, BDA's aggregated inner loop) get fewer. Later --set
+# items win, so the per-method ones follow the per-task ones.
+DEMO_BUDGET = ("--set", "sinusoid.iterations=400", "--set", "quadratic.iterations=80",
+               "--set", "imaml.iterations=100", "--set", "l2l-maml.iterations=150",
+               "--set", "bda.iterations=40")
 
 
 @nox.session
 def demo(session):
-    """The default suite and its leaderboard: reports/LEADERBOARD.md."""
+    """Every method on sinusoid and quadratic, 2 seeds, on a demo budget (a few minutes on
+    2 CPU cores, DEMO_JOBS trials at a time), and its leaderboard: reports/LEADERBOARD.md.
+    Arguments after `--` go to `benchsuite run` (e.g. `-- --jobs 4`: the last one wins)."""
     session.run(PYTHON, "-m", "benchsuite", "run", "--methods", "all", "--tasks",
-                "sinusoid,quadratic", "--seeds", "2", "--out", "results/demo", *session.posargs)
+                "sinusoid,quadratic", "--seeds", "2", *DEMO_BUDGET, "--jobs", str(DEMO_JOBS),
+                "--out", "results/demo", *session.posargs)
     session.run(PYTHON, "-m", "benchsuite", "report", "results/demo", "--out", "reports")
 
 
 REFERENCE_RECORDS = "results/reference"
+REFERENCE_JOBS = 2  # trials side by side, one torch thread each (OMP_NUM_THREADS=1)
 REFERENCE_GRIDS = (
     # Finn et al. 2017's sinusoid protocol at its 70,000 iterations, tested with K = 5
     # points as the numbers in results/reference/published.toml are
@@ -65,13 +102,14 @@ REFERENCE_GRIDS = (
 
 @nox.session
 def reference(session):
-    """The reference grids (3 seeds, one torch thread per trial; about 2 h of CPU when
-    nothing is stored yet: existing records are kept, `-- --force` re-runs them) and the
-    committed leaderboard reports/reference/LEADERBOARD.md rendered from them."""
+    """The reference grids (3 seeds, REFERENCE_JOBS trials at a time with one torch thread
+    each; about 2 h of CPU, 1 h on 2 cores, when nothing is stored yet: existing records
+    are kept, `-- --force` re-runs them) and the committed leaderboard
+    reports/reference/LEADERBOARD.md rendered from them."""
     for grid in REFERENCE_GRIDS:
         session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--seeds", "3",
-                    "--out", REFERENCE_RECORDS, "-q", *session.posargs,
-                    env={"OMP_NUM_THREADS": "1"})
+                    "--jobs", str(REFERENCE_JOBS), "--out", REFERENCE_RECORDS, "-q",
+                    *session.posargs, env={"OMP_NUM_THREADS": "1"})
     session.run(PYTHON, "-m", "benchsuite", "report", REFERENCE_RECORDS,
                 "--out", "reports/reference")
     session.run(PYTHON, "-m", "benchsuite", "verify", REFERENCE_RECORDS,

@@ -1,13 +1,21 @@
-"""The benchmark definitions: workloads, method variants, the speed comparisons reported in
-reports/PERFORMANCE.md with their targets, and the memory-scaling sweep.
+"""The benchmark definitions: workloads, method variants, external references, the
+comparisons reported in reports/PERFORMANCE.md with their targets, and both sweeps.
 
 This file (not the engine) names methods and tasks: it is the benchmark's protocol.
+
+Environment knobs (for smoke tests; the defaults are the real benchmark):
+  BENCH_ROUNDS=N   cap every timing loop at N rounds (and one warm-up round)
+  BENCH_SMOKE=1    tiny meta-batches and sweeps, to check the pipeline end to end
+  BENCH_DEVICE=D   cpu (default) or cuda[:N]
+  BENCH_OUT=DIR    where `nox -s bench` writes the report (default reports/)
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
+import pickle
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,44 +25,111 @@ import torch
 from PIL import Image
 
 from benchsuite.config import resolve
-from benchsuite.data import DATA_ROOT_VARIABLE
+from benchsuite.data import DATA_ROOT_VARIABLE, data_root
 from benchsuite.seeding import generator
 
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT_SMALL = REPO.parent / "shared" / "data" / "omniglot-small"
 
+SMOKE = os.environ.get("BENCH_SMOKE", "") == "1"
+DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
+
+
+def rounds(default: int) -> int:
+    """`default`, capped by $BENCH_ROUNDS when set."""
+    cap = os.environ.get("BENCH_ROUNDS")
+    return max(1, min(default, int(cap))) if cap else default
+
+
+def warmup_rounds(default: int) -> int:
+    return min(default, 1) if os.environ.get("BENCH_ROUNDS") else default
+
+
+# rounds: interleaved comparison rounds (benchmarks/compare.py); table_rounds: pytest-benchmark
+# rounds of every method (benchmarks/test_meta_steps.py; 0 = not in that table); meta_chunk:
+# our execution path in the comparison (None: the engine's default for the workload)
 WORKLOADS = {
-    # MLP 1-40-40-1, meta-batch 25, 10 + 10 points, 5 inner steps (issue targets: maml ≥ 4×,
-    # fomaml ≥ 8× faster than learn2learn's loop)
-    "sinusoid": {"task": "sinusoid", "rounds": 30,
+    # MLP 1-40-40-1, meta-batch 25, 10 + 10 points, 5 inner steps
+    "sinusoid": {"task": "sinusoid", "rounds": 30, "table_rounds": 30, "model": "mlp",
+                 "meta_chunk": None,
                  "overrides": {"inner_steps": 5, "meta_batch": 25, "shots": 10, "query": 10}},
-    # conv-4 (64 filters), 28×28, 5-way 1-shot, 15 queries per class, meta-batch 32, one
-    # second-order inner step (issue target: maml ≥ 1.5× faster than learn2learn's loop)
-    "omniglot": {"task": "omniglot", "rounds": 7,
+    # conv-4 (64 filters), 28×28×1, 5-way 1-shot, 15 queries per class, meta-batch 32, one
+    # second-order inner step (MAML's Omniglot protocol)
+    "omniglot": {"task": "omniglot", "rounds": 7, "table_rounds": 3, "model": "conv4",
+                 "meta_chunk": None,
                  "overrides": {"filters": 64, "ways": 5, "shots": 1, "query": 15,
                                "meta_batch": 32, "inner_steps": 1}},
+    # conv-4 (32 filters), 84×84×3, 5-way 1-shot, 15 queries per class, meta-batch 4, five
+    # inner steps (MAML's mini-ImageNet protocol)
+    "miniimagenet": {"task": "miniimagenet", "rounds": 3, "table_rounds": 0, "model": "conv4",
+                     "meta_chunk": None,
+                     "overrides": {"filters": 32, "ways": 5, "shots": 1, "query": 15,
+                                   "meta_batch": 4, "inner_steps": 5}},
 }
+if SMOKE:
+    for _spec, _batch in zip(WORKLOADS.values(), (5, 2, 2)):
+        _spec["overrides"]["meta_batch"] = _batch
+    WORKLOADS["miniimagenet"]["overrides"]["inner_steps"] = 2
 
 # name -> (registered method, config overrides)
 VARIANTS = {"l2l-maml-first-order": ("l2l-maml", {"first_order": True})}
 
-# (workload, ours, reference, target speed-up or None: reported without a target)
-COMPARISONS = [
-    ("sinusoid", "maml", "l2l-maml", 4.0),
-    ("sinusoid", "fomaml", "l2l-maml-first-order", 8.0),
-    ("omniglot", "maml", "l2l-maml", 1.5),
-    ("omniglot", "fomaml", "l2l-maml-first-order", None),  # reported, no target
+# External references, written as their users write them (benchmarks/external.py):
+# name -> (library, first order?)
+REFERENCES = {
+    "learn2learn": ("learn2learn", False),
+    "learn2learn-first-order": ("learn2learn", True),
+    "torchopt": ("torchopt", False),
+    "higher": ("higher", False),
+}
+
+# The reference every target is measured against, per method of ours.
+TARGET_REFERENCE = {"maml": "learn2learn", "fomaml": "learn2learn-first-order"}
+
+# (workload, ours, target speed-up vs TARGET_REFERENCE[ours]); memory target: peak ≤ the
+# reference's on every conv workload
+SPEED_TARGETS = [
+    ("sinusoid", "maml", 5.0),
+    ("sinusoid", "fomaml", 8.0),
+    ("omniglot", "maml", 1.0),
+    ("omniglot", "fomaml", 1.0),
+    ("miniimagenet", "maml", 1.0),
+    ("miniimagenet", "fomaml", 1.0),
 ]
+CONV_WORKLOADS = tuple(w for w, s in WORKLOADS.items() if s["model"] == "conv4")
+
+# Contenders of the interleaved comparison on every workload: ours, then the references
+# (those whose library imports; second-order ones beside maml, first-order beside fomaml).
+OURS = ("maml", "fomaml")
+
+
+def contenders() -> list[str]:
+    from benchmarks.external import available
+
+    return [*OURS, *(r for r in REFERENCES if available(REFERENCES[r][0]))]
+
 
 # memory / time vs number of inner steps (how each method spells "K inner steps")
-SWEEP_STEPS = (1, 2, 5, 10, 20, 50)
-SWEEP_METHODS = ("maml", "fomaml", "trhg", "imaml", "reptile")
+SWEEP_STEPS = (1, 2) if SMOKE else (1, 2, 5, 10, 20, 50)
+SWEEP_METHODS = ("maml", "fomaml") if SMOKE else ("maml", "fomaml", "trhg", "imaml", "reptile")
 SWEEP_TASK = "sinusoid"
-
+SWEEP_ITERATIONS = 3 if SMOKE else 20
 
 # 500 support and query points per task: large enough that the per-step activations of
 # the unrolled graph stand out of the allocator's noise (with 10 points they are ~0.2 MB).
-SWEEP_POINTS = 500
+SWEEP_POINTS = 50 if SMOKE else 500
+
+# memory / time vs meta-batch size, each point a fresh process: ours one task at a time
+# (meta_chunk=1) and learn2learn's per-task loop
+BATCH_SWEEP_WORKLOAD = "omniglot"
+BATCH_SWEEP_SIZES = (1, 2) if SMOKE else (1, 2, 4, 8, 16, 32)
+BATCH_SWEEP_CONTENDERS = ("maml", "fomaml", "learn2learn", "learn2learn-first-order")
+BATCH_SWEEP_CHUNK = 1
+BATCH_SWEEP_STEPS = 2  # meta-steps per point: one warm-up, one timed (all count for memory)
+
+
+# iterations of the sinusoid trial whose runner overhead the report states
+OVERHEAD_ITERATIONS = 100 if SMOKE else 2000
 
 
 def sweep_overrides(method: str, steps: int) -> dict:
@@ -62,6 +137,40 @@ def sweep_overrides(method: str, steps: int) -> dict:
     if method == "reptile":  # full-batch epochs: one step per epoch
         return {**sizes, "inner_epochs": steps, "inner_batch": SWEEP_POINTS}
     return {**sizes, "inner_steps": steps}
+
+
+def execution_overrides(config: dict, meta_chunk: int | None) -> dict:
+    """Config keys that run the meta-batch `meta_chunk` tasks at a time (None: the
+    workload's own default). Falls back to the older `batching` key (loop = one at a time)
+    when the engine has no `meta_chunk` yet."""
+    if meta_chunk is None:
+        return {}
+    if "meta_chunk" in config:
+        return {"meta_chunk": meta_chunk}
+    return {"batching": "loop" if meta_chunk == 1 else "vmap"}
+
+
+def execution_path(config: dict, extras: dict | None = None) -> str:
+    """How our meta-step ran, for the report: the engine's own word when it returns one in
+    MetaGradient.extras, else the config keys that choose it."""
+    extras = extras or {}
+    for key in ("path", "execution_path", "meta_path"):
+        if isinstance(extras.get(key), str):
+            return extras[key]
+    if "meta_chunk" in config:
+        return f"meta_chunk={config['meta_chunk']}, {config.get('batching')}"
+    return f"batching={config.get('batching')}"
+
+
+def ours_meta_gradient(built):
+    """Our meta-gradient of the built workload's batch, executed as a trial executes it
+    (benchsuite.trial.meta_gradient: chunks of `meta_chunk` tasks) when the engine has that
+    entry point, else `method.meta_gradient` on the whole batch."""
+    try:
+        from benchsuite.trial import meta_gradient
+    except ImportError:
+        return built.method.meta_gradient(built.task, built.phi, built.batch)
+    return meta_gradient(built.method, built.task, built.phi, built.batch)
 
 
 @dataclass
@@ -73,13 +182,20 @@ class BuiltWorkload:
     config: dict
 
 
+# Left out of the every-method table: baselines that meta-train nothing, so their "meta-step"
+# is not a hypergradient's cost, and whose set-up (a step-size search on validation
+# episodes) takes longer than all the other methods' meta-steps together.
+TABLE_EXCLUDED = frozenset({"scratch", "transfer"})
+
+
 def workload_methods(registry, workload: str) -> list[str]:
     task_cls = registry.task(WORKLOADS[workload]["task"]).cls
-    names = [m for m in registry.canonical_methods()
-             if registry.method(m).cls.incompatibility(task_cls) is None]
+    names = [m for m in registry.canonical_methods() if m not in TABLE_EXCLUDED
+             and registry.method(m).cls.incompatibility(task_cls) is None]
     return names + [v for v, (base, _) in VARIANTS.items() if base in names]
 
 
+# -- data: the real sets when present, else synthetic ones in the same on-disk format ---------
 def synthetic_omniglot(root: Path, characters: int = 30, drawings: int = 20) -> None:
     """Random-stroke 105×105 1-bit PNGs in Omniglot's on-disk layout
     (images_background/<alphabet>/<character>/<drawing>.png): enough characters for 5-way
@@ -94,27 +210,95 @@ def synthetic_omniglot(root: Path, characters: int = 30, drawings: int = 20) -> 
                 folder / f"{c:02d}_{d:02d}.png")
 
 
+def synthetic_miniimagenet(root: Path, images_per_class: int = 20,
+                           classes: dict[str, int] | None = None) -> None:
+    """Random 84×84×3 uint8 images in learn2learn's mini-ImageNet pickle format:
+    mini-imagenet-cache-{train,validation,test}.pkl, each a pickled dict with `image_data`
+    (N×84×84×3 uint8) and `class_dict` (class name → list of row indices). Few classes per
+    split (enough for 5-way episodes with 1 + 15 images per class): the benchmark times
+    meta-steps, whose cost does not depend on the pixels."""
+    classes = classes or {"train": 10, "validation": 5, "test": 5}
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    for split, count in classes.items():
+        rows = count * images_per_class
+        data = {
+            "image_data": rng.integers(0, 256, (rows, 84, 84, 3), dtype=np.uint8),
+            "class_dict": {f"n{split[:2]}{c:05d}": list(range(c * images_per_class,
+                                                              (c + 1) * images_per_class))
+                           for c in range(count)},
+        }
+        with open(root / f"mini-imagenet-cache-{split}.pkl", "wb") as file:
+            pickle.dump(data, file, protocol=4)
+
+
 @functools.cache
-def data_folder() -> Path:
-    """The real Omniglot subset beside the repository when present, else a synthetic tree
-    in a temporary folder (made once per process)."""
-    if OMNIGLOT_SMALL.is_dir():
-        return OMNIGLOT_SMALL
-    folder = Path(tempfile.mkdtemp(prefix="benchsuite-omniglot-"))
-    synthetic_omniglot(folder)
-    return folder
+def _fallback_folder(task: str) -> Path:
+    """A folder holding `task`'s data when the data root has none: the real Omniglot subset
+    beside the repository, else synthetic data in a temporary folder (made once per
+    process)."""
+    if task == "omniglot":
+        if OMNIGLOT_SMALL.is_dir():
+            return OMNIGLOT_SMALL
+        folder = Path(tempfile.mkdtemp(prefix="benchsuite-omniglot-"))
+        synthetic_omniglot(folder)
+        return folder
+    if task == "miniimagenet":
+        folder = Path(tempfile.mkdtemp(prefix="benchsuite-miniimagenet-"))
+        synthetic_miniimagenet(folder)
+        return folder
+    raise KeyError(task)
 
 
-def build_workload(registry, workload: str, method: str, device: str = "cpu") -> BuiltWorkload:
+def data_source(task_cls, config) -> tuple[Path | None, str]:
+    """Where `task_cls`'s data comes from: (folder to use as the data root or None for a
+    task without files, a short description for the report)."""
+    if not hasattr(task_cls, "data_problem"):
+        return None, "generated"
+    root = data_root()
+    if DATA_ROOT_VARIABLE in os.environ and task_cls.data_problem(root, config) is None:
+        return root, f"data in {root}"
+    folder = _fallback_folder(task_cls.name)
+    if folder == OMNIGLOT_SMALL:
+        return folder, "the real Omniglot subset (../shared/data/omniglot-small)"
+    return folder, "synthetic images in the data set's on-disk format"
+
+
+@contextlib.contextmanager
+def data_root_at(folder: Path | None):
+    """$BENCHSUITE_DATA set to `folder` for the block (tasks read it when constructed)."""
+    if folder is None:
+        yield
+        return
+    saved = os.environ.get(DATA_ROOT_VARIABLE)
+    os.environ[DATA_ROOT_VARIABLE] = str(folder)
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ[DATA_ROOT_VARIABLE]
+        else:
+            os.environ[DATA_ROOT_VARIABLE] = saved
+
+
+def build_workload(registry, workload: str, method: str, device: str = DEVICE,
+                   overrides: dict | None = None, meta_chunk: int | None = None
+                   ) -> BuiltWorkload:
+    """Our `method` (a registered name or a VARIANTS name) on `workload`, with φ₀ and one
+    training meta-batch drawn from fixed generators: every method and every reference of a
+    workload sees the same φ₀ and the same batch tensors. `overrides` are applied last;
+    `meta_chunk` chooses the execution path (None: the workload's default)."""
     spec = WORKLOADS[workload]
-    if spec["task"] == "omniglot" and DATA_ROOT_VARIABLE not in os.environ:
-        os.environ[DATA_ROOT_VARIABLE] = str(data_folder())
     base, variant_overrides = VARIANTS.get(method, (method, {}))
     task_cls, method_cls = registry.task(spec["task"]).cls, registry.method(base).cls
     config = resolve(task_cls, method_cls, seed=0, budget="quick", device=device, options={},
                      overrides=[])
     config.update(spec["overrides"], **variant_overrides)
-    task = task_cls(config, torch.device(device))
+    config.update(overrides or {})
+    config.update(execution_overrides(config, meta_chunk))
+    folder, _ = data_source(task_cls, config)
+    with data_root_at(folder):
+        task = task_cls(config, torch.device(device))
     method_obj = method_cls(config)
     phi = {k: v.to(device) for k, v in
            method_obj.init_meta_params(task, generator("bench", "init")).items()}

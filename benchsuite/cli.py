@@ -44,17 +44,25 @@ def run(
     address: str = typer.Option(None, help="Ray cluster to use with --executor ray (e.g. "
                                            "auto, or HOST:PORT); default: a local instance."),
     timeout: float = typer.Option(None, help="Wall-clock limit per trial, in seconds."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials side by side with --executor "
+                             "local, each in its own process with 1/N of the cores as torch "
+                             "threads (or OMP_NUM_THREADS if set). Ray schedules by itself."),
     force: bool = typer.Option(False, help="Re-run trials whose record already exists."),
     dry_run: bool = typer.Option(False, help="Print the trial grid and run nothing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
     data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
                                              "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
     download: bool = typer.Option(False, help="Fetch missing data sets into the data root."),
+    nondeterministic: bool = typer.Option(
+        False, "--nondeterministic",
+        help="CUDA trials: skip deterministic algorithms and the cuBLAS/cuDNN settings "
+             "they need (PyTorch's defaults; not reproducible). Recorded in the config."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
-    from benchsuite import data, executors, runner
+    from benchsuite import data, executors, reproducibility, runner
     from benchsuite import registry as plugin_registry
 
+    executors.quiet_library_warnings()  # planning imports the plugins and their libraries
     # Through the environment, not the config: where data lives is not part of a trial's
     # identity, and worker processes inherit it.
     if data_root is not None:
@@ -62,15 +70,19 @@ def run(
     if download:
         os.environ[data.DOWNLOAD_VARIABLE] = "1"
     try:
-        trial_executor = executors.make_executor(executor, timeout=timeout, address=address)
+        trial_executor = executors.make_executor(executor, timeout=timeout, address=address,
+                                                 jobs=jobs)
         registry = plugin_registry.discover(plugins)
         specs = runner.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
                             budget=budget, device=device,
                             options={"iterations": iterations, "meta_batch": meta_batch},
                             set_items=set_, out=out, device_here=executor != "ray",
-                            command=shlex.join(["benchsuite", *sys.argv[1:]]))
+                            command=shlex.join(["benchsuite", *sys.argv[1:]]),
+                            nondeterministic=nondeterministic)
     except UsageError as error:
         fail_usage(error)
+    # cuBLAS reads its workspace setting once, so workers get it from their start
+    reproducibility.prepare_environment(deterministic=not nondeterministic)
     if dry_run:
         for spec in specs:
             state = f"n/a: {spec.incompatible}" if spec.incompatible else (
@@ -238,5 +250,6 @@ def list_plugins(
                   is None else "n/a" for m in method_names)]
             for t in registry.canonical_tasks()]
     typer.echo("\nCompatible pairs\n" + tabulate(grid, header))
-    for path, error in registry.unavailable.items():
-        typer.echo(f"\nunavailable plugin {path}: {error}")
+    # `error` was the except name above: rebinding it is fine at run time
+    for path, error in registry.unavailable.items():  # type: ignore[misc]
+        typer.echo(f"\nunavailable plugin {path}: {error}")  # type: ignore[misc]

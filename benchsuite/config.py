@@ -24,7 +24,8 @@ RUNNER_DEFAULTS: dict[str, Any] = {
     "val_episodes": 100,            # fixed validation episodes for the learning curve
     "curve_points": 20,             # learning-curve evaluations per trial
     "warmup": 3,                    # meta-iterations excluded from the timing median
-    "batching": "vmap",             # vmap | loop over the tasks of a meta-batch
+    "batching": "vmap",             # vmap | loop over the tasks of a chunk (and of eval_chunk)
+    "meta_chunk": 0,                # tasks per accumulated meta-gradient chunk; 0 = all
     "eval_chunk": 100,              # test episodes adapted together
 }
 

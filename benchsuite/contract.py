@@ -119,7 +119,8 @@ class Task:
         """Out-of-range values in a resolved config, one line each. Tasks extend this
         with their own keys (ways, shots, ...)."""
         problems = []
-        for key, least in (("meta_batch", 1), ("iterations", 0), ("inner_steps", 0),
+        for key, least in (("meta_batch", 1), ("meta_chunk", 0), ("iterations", 0),
+                           ("inner_steps", 0),
                            ("eval_inner_steps", 0), ("test_episodes", 1),
                            ("val_episodes", 1), ("eval_chunk", 1)):
             if key in config and config[key] < least:
@@ -191,6 +192,13 @@ class Task:
         weights flag corrupted labels); the trial records them with the others."""
         return {}
 
+    def labelled_training_examples(self):
+        """The training split's examples under their global class labels, for plain
+        transfer learning (Chen et al. 2019): a torch Dataset of (x, label) pairs with
+        labels 0 … C−1 and an attribute `classes` = C. None where the task has no
+        classes (regression, hyperparameter problems)."""
+        return None
+
 
 class Method:
     """A hypergradient method. Subclasses set the class attributes and `meta_gradient`.
@@ -241,6 +249,15 @@ class Method:
         """θ adapted on one task's support set with `steps` inner steps, as this method
         adapts at test time."""
         raise NotImplementedError
+
+    def after_training(self, task: Task, phi: Params) -> None:
+        """Called once when meta-training has ended, before the test episodes are scored
+        (e.g. a floor choosing its test-time step size on validation episodes)."""
+
+    def final_metrics(self, task: Task, phi: Params) -> dict[str, float]:
+        """Metrics of the method beyond the task's (e.g. the step size a floor chose on
+        validation episodes); the trial records them with the test metrics."""
+        return {}
 
     def score(self, task: Task, phi: Params, theta: Params, x, y):
         """Per-example metric values of adapted θ on one task's query set, through the model

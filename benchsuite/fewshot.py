@@ -25,6 +25,12 @@ from benchsuite.models import CONV4_HEAD_KEYS, conv4_feature_size, conv4_forward
 
 SPLITS = ("train", "validation", "test")
 
+CONV_EXECUTION = {"batching": "loop", "meta_chunk": 1, "eval_chunk": 1}
+"""How conv-4 meta-batches run on CPU, measured (reports/PERFORMANCE.md): one task at a
+time, each task's meta-gradient accumulated before the next, with PyTorch's native batch
+norm. vmap turns the convolutions into grouped ones (slower on CPU) and keeps every task's
+graph alive; evaluation adapts one episode at a time for the same reason."""
+
 
 class ClassImages(Dataset):
     """The images of one split and their class labels, as learn2learn's samplers index
@@ -50,6 +56,11 @@ class ClassImages(Dataset):
         if turn:
             image = torch.rot90(image, turn, dims=(1, 2))
         return image, int(self.labels[row]) * self.turns + turn
+
+    @property
+    def classes(self) -> int:
+        """Number of classes, every turn of a class counted as its own."""
+        return (int(self.labels.max()) + 1) * self.turns if len(self.labels) else 0
 
     def labels_to_indices(self) -> dict[int, list[int]]:
         """Built from the label tensor, so learn2learn never iterates the images (nor
@@ -132,6 +143,7 @@ class FewShotClassification(Task):
         super().__init__(config, device)
         self.root = data_root()
         self.samplers: dict[str, EpisodeSampler] = {}
+        self.images: dict[str, ClassImages] = {}
 
     # -- data -------------------------------------------------------------------------------
     @classmethod
@@ -167,12 +179,21 @@ class FewShotClassification(Task):
                 problems.append(f"{key} must be at least {least} (got {config[key]})")
         return problems
 
+    def split_images(self, split: str) -> ClassImages:
+        """The images of `split`, read from disk once."""
+        if split not in self.images:
+            self.images[split] = self.load_split(split)
+        return self.images[split]
+
     def sample_batch(self, split, size, generator):
         if split not in self.samplers:
             c = self.config
-            self.samplers[split] = EpisodeSampler(self.load_split(split), c["ways"],
+            self.samplers[split] = EpisodeSampler(self.split_images(split), c["ways"],
                                                   c["shots"], c["query"], split)
         return self.samplers[split].sample(size, generator)
+
+    def labelled_training_examples(self):
+        return self.split_images("train")
 
     # -- the bilevel problem -------------------------------------------------------------------
     def init_meta_params(self, generator):

@@ -16,17 +16,18 @@ from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
 from benchsuite.contract import EpisodeBatch, LayerTransforms, MetaGradient, Method, Params, Task
+from benchsuite.execution import vmapping_tasks
 
 StepSize = float | Mapping[str, torch.Tensor]
 
 
 # -- dict-of-tensor arithmetic ------------------------------------------------------------
-def tree_add(a: Params, b: Params, scale: float = 1.0) -> Params:
+def tree_add(a: Params, b: Params, scale: float | torch.Tensor = 1.0) -> Params:
     return {k: a[k] + scale * b[k] for k in a}
 
 
 def tree_dot(a: Params, b: Params) -> torch.Tensor:
-    return sum((a[k] * b[k]).sum() for k in a)
+    return sum((a[k] * b[k]).sum() for k in a)  # type: ignore[return-value]  # params: non-empty
 
 
 def tree_detach(a: Params) -> Params:
@@ -77,12 +78,18 @@ def over_tasks(per_task: Callable, batching: str, randomness: str = "error") -> 
     """Lift `per_task(phi, support_x, support_y, query_x, query_y)` to a meta-batch.
 
     "vmap" processes the tasks together with torch.func.vmap; "loop" runs them one by one
-    and stacks the results (less memory, sometimes faster for large convolutions on CPU).
-    A `per_task` that draws random numbers needs randomness="different" (one draw per task)
-    under vmap.
+    and stacks the results (faster for large convolutions on CPU; the graphs of the tasks
+    stay alive together either way: the engine bounds memory by handing a method chunks of
+    the meta-batch, benchsuite.execution). A `per_task` that draws random numbers needs
+    randomness="different" (one draw per task) under vmap.
     """
     if batching == "vmap":
-        return vmap(per_task, in_dims=(None, 0, 0, 0, 0), randomness=randomness)
+        vmapped = vmap(per_task, in_dims=(None, 0, 0, 0, 0), randomness=randomness)
+
+        def marked(*args):
+            with vmapping_tasks():
+                return vmapped(*args)
+        return marked
     if batching == "loop":
         def looped(phi, sx, sy, qx, qy):
             outs = [per_task(phi, sx[t], sy[t], qx[t], qy[t]) for t in range(sx.shape[0])]

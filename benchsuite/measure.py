@@ -3,16 +3,18 @@
 Time: every interval is closed by a device synchronisation, so asynchronous CUDA work is
 charged to the interval that launched it.
 
-Memory: on CUDA, the allocator's peak allocated and reserved bytes since the trial started
-(`reset_peak_memory_stats`). On CPU, the kernel's resident-set high-water mark (VmHWM) is
-reset when the trial starts (writing 5 to /proc/self/clear_refs, Linux >= 4.0), and
-`peak_bytes` is the high-water mark at the end of the trial minus the resident set at its
-start (after the task and its data are built): meta-steps, optimiser state and
-evaluations. The allocator keeps freed memory, so the figure must count from before the
-first meta-iteration: a baseline taken later would already hold that iteration's peak.
-It includes a few MB of code and buffers PyTorch loads the first time a transform runs,
-the same for every method. The local executor runs each trial in a fresh process, so no
-earlier trial is resident.
+Memory: meta-training and evaluation (learning-curve points, the final test) are
+measured apart (MemoryMeter.phase); `peak_bytes` is meta-training's, `eval_peak_bytes`
+evaluation's. On CUDA: the allocator's peak allocated bytes above those allocated when the
+trial started, its peak statistics reset at each switch. On CPU: the kernel's resident-set
+high-water mark (VmHWM), reset when the trial starts and at each switch (writing 5 to
+/proc/self/clear_refs, Linux >= 4.0), above the resident set at the trial's start (after
+the task and its data are built). The allocator keeps freed memory, so the figure must
+count from before the first meta-iteration: a baseline taken later would already hold that
+iteration's peak; for the same reason, memory the allocator kept from one phase counts in
+the next. It includes a few MB of code and buffers PyTorch loads the first time a
+transform runs, the same for every method. The local executor runs each trial in a fresh
+process, so no earlier trial is resident.
 """
 
 from __future__ import annotations
@@ -74,28 +76,59 @@ def reset_peak_rss() -> bool:
 
 
 class MemoryMeter:
+    """Peak memory of a trial's meta-training and of its evaluations, kept apart.
+
+    The trial starts in the "train" phase; `phase("eval")` switches for a block. At every
+    switch the peak so far is charged to the phase that is ending and the high-water mark
+    is reset (CUDA: the allocator's peak statistics; CPU: VmHWM), so an evaluation's
+    adaptation of many episodes never shows up as meta-training memory."""
+
     def __init__(self, device: torch.device):
         self.device = device
+        self.peaks: dict[str, int] = {}
+        self.current = "train"
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         self.peak_was_reset = reset_peak_rss()
         self.baseline_rss = current_rss_bytes()
+        self.baseline_cuda = torch.cuda.memory_allocated(device) if device.type == "cuda" else 0
+
+    def _close_current(self) -> None:
+        if self.device.type == "cuda":
+            peak = torch.cuda.max_memory_allocated(self.device) - self.baseline_cuda
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            peak = peak_rss_bytes() - self.baseline_rss
+            reset_peak_rss()
+        self.peaks[self.current] = max(self.peaks.get(self.current, 0), max(0, peak))
+
+    @contextmanager
+    def phase(self, name: str):
+        synchronize(self.device)
+        self._close_current()
+        previous, self.current = self.current, name
+        try:
+            yield
+        finally:
+            synchronize(self.device)
+            self._close_current()
+            self.current = previous
 
     def result(self) -> dict:
-        peak_rss = peak_rss_bytes()
-        figures = {"peak_rss_bytes": peak_rss, "baseline_rss_bytes": self.baseline_rss}
+        self._close_current()
+        figures: dict[str, object] = {"peak_bytes": self.peaks.get("train", 0),
+                   "eval_peak_bytes": self.peaks.get("eval", 0),
+                   "peak_rss_bytes": peak_rss_bytes(), "baseline_rss_bytes": self.baseline_rss}
         if self.device.type == "cuda":
             figures.update(
-                peak_bytes=torch.cuda.max_memory_allocated(self.device),
                 peak_reserved_bytes=torch.cuda.max_memory_reserved(self.device),
-                method="cuda max_memory_allocated since trial start",
-            )
+                method="cuda max_memory_allocated above the allocation at trial start, "
+                       "meta-training and evaluation apart")
         else:
-            figures.update(
-                peak_bytes=max(0, peak_rss - self.baseline_rss),
-                method=("peak RSS (VmHWM reset at trial start) above the RSS at trial start"
-                        if self.peak_was_reset else
-                        "process peak RSS above the RSS at trial start (upper bound: the "
-                        "high-water mark could not be reset)"),
-            )
+            figures["method"] = (
+                "peak RSS (VmHWM reset at trial start and at each switch between "
+                "meta-training and evaluation) above the RSS at trial start; memory the "
+                "allocator kept from the other phase counts" if self.peak_was_reset else
+                "process peak RSS above the RSS at trial start (upper bound, both phases: "
+                "the high-water mark could not be reset)")
         return figures

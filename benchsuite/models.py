@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from benchsuite.contract import LayerTransforms, Params
+from benchsuite.execution import under_task_vmap
 
 
 def uniform_fan_in(shape: tuple[int, ...], fan_in: int, generator: torch.Generator,
@@ -92,11 +93,14 @@ def batch_norm(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                eps: float = 1e-5) -> torch.Tensor:
     """Batch norm with the statistics of this batch (no running averages), per channel.
 
-    Written from primitive ops on purpose: under torch.func.vmap, F.batch_norm's
-    second-order derivative is wrong in torch 2.14 (see tests/test_conv4.py); these ops
-    differentiate correctly at every order. The variance is the mean of the centred
-    squares, which the normalisation needs anyway: torch.var_mean over (N, H, W) was
-    several times slower on CPU."""
+    Outside a vmap over tasks this is PyTorch's native kernel, the one nn.BatchNorm2d
+    runs. Under torch.func.vmap, F.batch_norm's second-order derivative is wrong in torch
+    2.14 (see tests/test_conv4.py), so there it is written from primitive ops, which
+    differentiate correctly at every order; the variance is the mean of the centred
+    squares, which the normalisation needs anyway (torch.var_mean was several times
+    slower on CPU)."""
+    if not under_task_vmap():
+        return F.batch_norm(x, None, None, weight, bias, training=True, eps=eps)
     channels = (0, 2, 3)
     centred = x - x.mean(dim=channels, keepdim=True)
     var = (centred * centred).mean(dim=channels, keepdim=True)

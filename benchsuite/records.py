@@ -20,10 +20,16 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from benchsuite import __version__, reproducibility
+
 if TYPE_CHECKING:
     from benchsuite.runner import TrialSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+READABLE_SCHEMA_VERSIONS = (1, 2)
+"""Version 2 added `execution` (how the meta-batches ran), the engine's code hash in
+`code` and the evaluation peak `memory.eval_peak_bytes`. Version 1 records still load;
+lacking the engine hash, they are never current (the report labels them older code)."""
 STATUSES = ("finished", "n/a", "failed", "diverged", "oom", "timeout")
 DONE_STATUSES = ("finished", "n/a", "diverged")
 """Statuses a re-run keeps: a result (a divergence is one: the same config diverges
@@ -50,7 +56,7 @@ def new_record(spec: TrialSpec, status: str, error: str | None = None) -> dict:
         "schema_version": SCHEMA_VERSION, "id": spec.trial_id, "method": spec.method,
         "task": spec.task, "seed": spec.seed, "status": status, "config": spec.config,
         "code": spec.code, "metrics": {}, "curve": [], "timing": {}, "memory": {},
-        "provenance": {}, "error": error, "objective": spec.objective,
+        "execution": {}, "provenance": {}, "error": error, "objective": spec.objective,
     }
 
 
@@ -92,9 +98,9 @@ def read_record(path: Path) -> dict:
         raise ValueError(f"unreadable JSON ({error})") from None
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")
-    if record.get("schema_version") != SCHEMA_VERSION:
-        raise ValueError(f"schema_version {record.get('schema_version')!r}, "
-                         f"expected {SCHEMA_VERSION}")
+    if record.get("schema_version") not in READABLE_SCHEMA_VERSIONS:
+        raise ValueError(f"schema_version {record.get('schema_version')!r}, expected one "
+                         f"of {READABLE_SCHEMA_VERSIONS}")
     missing = [k for k in REQUIRED_KEYS if k not in record]
     if missing:
         raise ValueError(f"missing keys {missing}")
@@ -178,6 +184,7 @@ def provenance(device: torch.device) -> dict:
     else:
         device_name = cpu_model()
     return {
+        "benchsuite": __version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
         "numpy": numpy.__version__,
@@ -189,4 +196,6 @@ def provenance(device: torch.device) -> dict:
         "torch_threads": torch.get_num_threads(),
         "host": socket.gethostname(),
         "git_commit": git_commit(),
+        # on CUDA: GPU, driver, CUDA, cuDNN and the determinism settings; {} on CPU
+        **reproducibility.cuda_provenance(device),
     }

@@ -10,13 +10,16 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import methods as builtin_methods
-import tasks as builtin_tasks
+import benchsuite.methods as builtin_methods  # the checkout's methods/ (pyproject package-dir)
+import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
 from benchsuite.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.errors import UsageError
+from benchsuite.identity import engine_files, imported_names
 
 REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations", "meta_lr",
                           "eval_inner_steps")
@@ -24,9 +27,12 @@ REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations",
 
 @dataclass
 class Plugin:
-    cls: type
+    cls: type[Any]
+    """A Method or a Task subclass (typed loosely: callers use either's attributes)."""
     path: Path
     source_hash: str
+    files: tuple[Path, ...] = ()
+    """The plugin's file and the plugin files it builds on (what `source_hash` covers)."""
 
 
 @dataclass
@@ -60,7 +66,7 @@ def builtin_plugin_dirs() -> list[Path]:
     return [Path(builtin_methods.__file__).parent, Path(builtin_tasks.__file__).parent]
 
 
-def discover(extra_dirs: list[str | Path] = ()) -> Registry:
+def discover(extra_dirs: Sequence[str | Path] = ()) -> Registry:
     registry = Registry()
     for folder in [*builtin_plugin_dirs(), *map(Path, extra_dirs)]:
         if not folder.is_dir():
@@ -77,42 +83,71 @@ def file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def source_hash(module, path: Path) -> str:
-    """Hash of a plugin file and of the plugin files it builds on (a method subclassing
-    another method's class): editing either invalidates the plugin's results."""
+def plugin_files(module, path: Path) -> tuple[Path, ...]:
+    """A plugin file and the plugin files it builds on: those its classes and functions
+    come from (a method subclassing another method's class) and the built-in plugins it
+    imports anything from (a task reusing another task's protocol table)."""
     folders = {*builtin_plugin_dirs(), path.parent}
     files = {path}
     for value in vars(module).values():
         origin = getattr(inspect.getmodule(value), "__file__", None)
         if origin and Path(origin).parent in folders and not Path(origin).name.startswith("_"):
             files.add(Path(origin))
+    packages = {"benchsuite.methods": builtin_plugin_dirs()[0],
+                "benchsuite.tasks": builtin_plugin_dirs()[1]}
+    for name in imported_names(path):
+        package, _, rest = name.rpartition(".")
+        if package in packages and (packages[package] / f"{rest}.py").is_file():
+            files.add(packages[package] / f"{rest}.py")
+    return tuple(sorted(files))
+
+
+def hash_files(files) -> str:
     digest = hashlib.sha256()
     for file in sorted(files):
-        digest.update(file.read_bytes())
+        digest.update(Path(file).read_bytes())
     return digest.hexdigest()[:16]
+
+
+def code_identity(method: Plugin, task: Plugin) -> dict[str, str]:
+    """What a trial's record is current against: the method's and the task's plugin code,
+    and the engine code the trial runs through (benchsuite.identity). Editing any of it
+    makes the records made before stale."""
+    return {"method": method.source_hash, "task": task.source_hash,
+            "engine": hash_files(engine_files([*method.files, *task.files]))}
+
+
+def changed_code(stored: dict, method: Plugin, task: Plugin) -> list[str]:
+    """The roles ("method", "task", "engine") whose code differs from a record's."""
+    current = code_identity(method, task)
+    return [role for role in current if stored.get(role) != current[role]]
 
 
 def load_plugin_file(path: Path, registry: Registry) -> None:
     module_name = f"benchsuite_plugin_{path.parent.name}_{path.stem}_{file_hash(path)}"
     try:
         spec = importlib.util.spec_from_file_location(module_name, path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+        # a .py path always gets a spec with a loader (a None would raise here, inside the
+        # try, and list the file as unavailable)
+        module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as error:  # a broken plugin must not hide the others
         registry.unavailable[str(path)] = f"{type(error).__name__}: {error}"
         return
-    code = source_hash(module, path)
+    files = plugin_files(module, path)
+    code = hash_files(files)
     for _, cls in inspect.getmembers(module, inspect.isclass):
         if cls.__module__ != module_name or not hasattr(cls, "name"):
             continue
         if issubclass(cls, Method) and cls is not Method:
-            _register(registry.methods, cls, path, code, (cls.name, *cls.aliases), registry)
+            _register(registry.methods, cls, path, code, files, (cls.name, *cls.aliases),
+                      registry)
         elif issubclass(cls, Task) and cls is not Task:
             problem = _task_problem(cls)
             if problem:
                 registry.unavailable[str(path)] = problem
                 continue
-            _register(registry.tasks, cls, path, code, (cls.name,), registry)
+            _register(registry.tasks, cls, path, code, files, (cls.name,), registry)
 
 
 def _task_problem(cls: type[Task]) -> str | None:
@@ -124,8 +159,8 @@ def _task_problem(cls: type[Task]) -> str | None:
     return None
 
 
-def _register(table, cls, path, code, names, registry):
-    plugin = Plugin(cls=cls, path=path, source_hash=code)
+def _register(table, cls, path, code, files, names, registry):
+    plugin = Plugin(cls=cls, path=path, source_hash=code, files=files)
     for name in names:
         if name in table and table[name].path != path:
             registry.unavailable[str(path)] = (

@@ -18,9 +18,10 @@ from typing import Any
 from tabulate import tabulate
 
 from benchsuite import config as configuration
+from benchsuite import reproducibility
 from benchsuite.errors import UsageError
 from benchsuite.records import kept_record, new_record, record_path, write_atomic
-from benchsuite.registry import Plugin, Registry
+from benchsuite.registry import Plugin, Registry, code_identity
 from benchsuite.trial import resolve_device
 
 GOOD_STATUSES = ("finished", "n/a")
@@ -100,10 +101,12 @@ def select(names: str, available: list[str], lookup) -> list[str]:
 
 def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: str,
          device: str, options: dict[str, Any], set_items: list[str],
-         out: Path, device_here: bool = True, command: str = "") -> list[TrialSpec]:
+         out: Path, device_here: bool = True, command: str = "",
+         nondeterministic: bool = False) -> list[TrialSpec]:
     """The trial grid, validated before anything runs or is written. `device_here`: the
     trials run on this machine, so the device must exist here. `command` is stored in
-    each record's provenance."""
+    each record's provenance. CUDA trials run deterministically unless `nondeterministic`
+    (the config key `deterministic`, see benchsuite.reproducibility)."""
     if seeds < 1:
         raise UsageError(f"--seeds must be at least 1 (got {seeds})")
     if budget not in configuration.BUDGETS:
@@ -115,6 +118,7 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
     explicit = methods.strip() != "all" and tasks.strip() != "all"
     overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
     resolved_device = checked_device(device, device_here)
+    options = {**options, **reproducibility.config_entries(resolved_device, nondeterministic)}
 
     specs = []
     for task_name in task_names:
@@ -175,7 +179,7 @@ def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: in
           command: str) -> TrialSpec:
     config = configuration.resolve(task_plugin.cls, method_plugin.cls, seed=seed, budget=budget,
                                    device=device, options=options, overrides=overrides)
-    code = {"method": method_plugin.source_hash, "task": task_plugin.source_hash}
+    code = code_identity(method_plugin, task_plugin)
     trial_id = configuration.trial_id(method_name, task_plugin.cls.name, config, code)
     return TrialSpec(method=method_name, task=task_plugin.cls.name, seed=seed, config=config,
                      trial_id=trial_id, code=code, method_path=str(method_plugin.path),
@@ -227,6 +231,10 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
             pending.append(spec)
     bar = tqdm(total=len(pending), disable=quiet or not pending, unit="trial",
                file=sys.stderr, dynamic_ncols=True)
+    if hasattr(executor, "watch"):  # executors that run trials side by side list them
+        executor.watch(lambda running: bar.set_postfix_str(
+            ("running: " + ", ".join(spec.label() for spec in running)) if running else "",
+            refresh=True))
     received = []
     try:
         with executor if pending else nullcontext(), stop_on_signals() as received:

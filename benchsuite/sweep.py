@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -114,8 +115,8 @@ def plan_sweep(registry: Registry, *, methods: str, tasks: str, seed: int, devic
     return pairs
 
 
-def time_hypergradient(compute: Callable[[], object], device: torch.device,
-                       repeats: int) -> tuple[object, float]:
+def time_hypergradient(compute: Callable[[], Any], device: torch.device,
+                       repeats: int) -> tuple[Any, float]:
     """One warm-up call (lazy initialisation, caches), then the median of `repeats`
     device-synchronised calls. Returns the last result and the median seconds."""
     result = compute()
@@ -149,7 +150,8 @@ def sweep_pair(registry: Registry, pair: SweepPair, grid: tuple[int, ...],
     for value in (grid if knob else (None,)):
         config = dict(pair.config, **({knob: value} if knob else {}))
         method = method_cls(config)
-        result, seconds = time_hypergradient(lambda m=method: m.meta_gradient(task, phi, batch),
+        # the default binds this loop's method; mypy cannot infer a lambda's default
+        result, seconds = time_hypergradient(lambda m=method: m.meta_gradient(task, phi, batch),  # type: ignore[misc]
                                              device, repeats)
         fidelity = compare_hypergradients(result.grads, exact)
         points.append(SweepPoint(task=pair.task, method=pair.method, knob=knob or "",

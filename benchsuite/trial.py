@@ -16,7 +16,10 @@ from typing import Any
 import torch
 import torch._dynamo  # noqa: F401  (see below)
 
-from benchsuite.contract import EpisodeBatch, Method, Params, Task
+from benchsuite import reproducibility
+from benchsuite import statistics as stats
+from benchsuite.contract import EpisodeBatch, MetaGradient, Method, Params, Task
+from benchsuite.execution import chunked_meta_gradient, describe
 from benchsuite.functional import flatten, over_tasks
 from benchsuite.measure import Clock, MemoryMeter
 from benchsuite.seeding import derive_seed, generator
@@ -65,7 +68,11 @@ def summarize(values: torch.Tensor) -> dict[str, float]:
 def episode_scores(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,
                    steps: int, config: dict) -> torch.Tensor:
     """Per-episode mean of the task metric after `steps` test-time adaptation steps.
-    A task with a single test episode is scored per query example instead."""
+    A task with a single test episode is scored per query example instead.
+
+    Runs without autograd recording at this level: adaptation takes its inner gradients
+    with torch.func (which records only inside each step), so no graph outlives a step,
+    and at most `eval_chunk` episodes are in memory at once."""
     def score_one(phi, sx, sy, qx, qy):
         theta = method.adapt(task, phi, sx, sy, steps)
         return method.score(task, phi, theta, qx, qy)
@@ -74,8 +81,9 @@ def episode_scores(method: Method, task: Task, phi: Params, episodes: EpisodeBat
     chunks = []
     for start in range(0, len(episodes), config["eval_chunk"]):
         chunk = episodes.slice(start, start + config["eval_chunk"])
-        chunk_scores = over_tasks(score_one, config["batching"], randomness)(
-            phi, *chunk.tensors())
+        with torch.no_grad():
+            chunk_scores = over_tasks(score_one, config["batching"], randomness)(
+                phi, *chunk.tensors())
         chunks.append(chunk_scores.detach())
     scores = torch.cat(chunks)
     return scores.flatten() if len(episodes) == 1 else scores.mean(dim=1)
@@ -88,7 +96,14 @@ def hypergradient_fidelity(method: Method, task: Task, phi: Params,
     exact = task.exact_hypergradient(phi, batch)
     if exact is None:
         return {}
-    return compare_hypergradients(method.meta_gradient(task, phi, batch).grads, exact)
+    return compare_hypergradients(meta_gradient(method, task, phi, batch).grads, exact)
+
+
+def meta_gradient(method: Method, task: Task, phi: Params, batch: EpisodeBatch) -> MetaGradient:
+    """The method's hypergradient on a meta-batch, executed in chunks of the config's
+    `meta_chunk` tasks (benchsuite.execution)."""
+    return chunked_meta_gradient(lambda part: method.meta_gradient(task, phi, part), batch,
+                                 method.config["meta_chunk"])
 
 
 def compare_hypergradients(estimate: Params, exact: Params) -> dict[str, float]:
@@ -102,12 +117,14 @@ def compare_hypergradients(estimate: Params, exact: Params) -> dict[str, float]:
 def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
               stop_after: int | None = None) -> dict:
     """Meta-train and evaluate; returns the record fields `metrics`, `curve`, `timing`,
-    `memory` and the device used. Raises Diverged or any error of the plugins.
+    `memory`, `execution` and the device used. Raises Diverged or any error of the plugins.
     `stop_after` ends training after that many meta-iterations, with the learning-rate
     schedule and curve spacing of the full trial, and skips the test evaluation (metrics
-    stay empty): the first part of the trial, exactly as the full trial runs it."""
+    stay empty): the first part of the trial, exactly as the full trial runs it. The
+    record's `execution` says how the meta-batches were executed (benchsuite.execution)."""
     wall_start = time.perf_counter()
     device = torch.device(config["device"])
+    reproducibility.apply(device, config)  # CUDA determinism, before any CUDA work
     task_name, seed = task_cls.name, config["seed"]
     torch.manual_seed(derive_seed(task_name, method_cls.name, seed))
 
@@ -137,7 +154,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
     curve = []
 
     def curve_point(iteration: int) -> None:
-        with clock.interval("eval"):
+        with clock.interval("eval"), memory.phase("eval"):
             val = summarize(episode_scores(method, task, phi, val_episodes,
                                            config["eval_inner_steps"], config))
         curve.append({
@@ -155,7 +172,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
         with clock.interval("sampling"):
             batch = task.sample_batch("train", config["meta_batch"], train_gen).to(device)
         with clock.interval("train", step_times):
-            result = method.meta_gradient(task, phi, batch)
+            result = meta_gradient(method, task, phi, batch)
             if not math.isfinite(result.outer_loss) or not all(
                     torch.isfinite(g).all() for g in result.grads.values()):
                 raise Diverged(f"non-finite meta-objective or hypergradient at iteration "
@@ -171,7 +188,8 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
 
     metrics: dict[str, Any] = {}
     if last == iterations:
-        with clock.interval("eval"):
+        with clock.interval("eval"), memory.phase("eval"):
+            method.after_training(task, phi)  # e.g. a step size chosen on validation
             metrics = evaluate_on_test(method, task, phi, test_episodes, config)
         metrics.update(fidelity, final_train_outer_loss=curve[-1]["train_outer_loss"])
 
@@ -190,22 +208,37 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
         "total_s": time.perf_counter() - wall_start,
     }
     return {"metrics": metrics, "curve": curve, "timing": timing, "memory": memory.result(),
-            "device": device}
+            "execution": describe(config), "device": device}
 
 
 def evaluate_on_test(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,
                  config: dict) -> dict[str, Any]:
     """The task metric on the test episodes after each number of adaptation steps (the
-    main one unprefixed), with its CI, std and count, plus the task's final metrics."""
-    metrics: dict[str, Any] = {}
+    main one unprefixed), plus the task's (and the method's, if it has any) final metrics.
+
+    Per step count: the mean, std and 95% CI over the *finite* episodes, `_n` the number
+    of test episodes, `_diverged` the fraction of them whose score is not finite, `_median`
+    and `_iqm` (interquartile mean) of the finite ones; `episode_scores[str(steps)]` keeps
+    every episode's score as base64 float32 (benchsuite.statistics.encode_scores), in
+    episode order, so that methods can be compared paired on the same episodes."""
+    metrics: dict[str, Any] = {"episode_scores": {}}
     for steps in sorted({config["eval_inner_steps"], *config.get("eval_steps", ())}):
-        summary = summarize(episode_scores(method, task, phi, episodes, steps, config))
+        scores = episode_scores(method, task, phi, episodes, steps, config)
+        finite = scores[torch.isfinite(scores)]
+        summary = summarize(finite) if finite.numel() else {
+            "mean": math.nan, "std": math.nan, "ci95": math.nan}
+        robust = stats.finite_summary(scores.double().cpu().numpy())
         prefix = (task.metric if steps == config["eval_inner_steps"]
                   else f"{task.metric}_at_{steps}_steps")
         metrics[prefix] = summary["mean"]
         metrics[f"{prefix}_ci95"] = summary["ci95"]
         metrics[f"{prefix}_std"] = summary["std"]
-        metrics[f"{prefix}_n"] = summary["n"]
+        metrics[f"{prefix}_n"] = scores.numel()
+        metrics[f"{prefix}_diverged"] = robust["diverged"]
+        metrics[f"{prefix}_median"] = robust["median"]
+        metrics[f"{prefix}_iqm"] = robust["iqm"]
         metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
+        metrics["episode_scores"][str(steps)] = stats.encode_scores(scores)
     metrics.update(task.final_metrics(phi))
+    metrics.update(method.final_metrics(task, phi))
     return metrics

@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from benchsuite.records import provenance
-from benchsuite.registry import Registry
+from benchsuite.registry import Registry, changed_code
 from benchsuite.report import load_records
 from benchsuite.trial import run_trial
 
@@ -91,8 +91,7 @@ def verify(record: dict, registry: Registry, full: bool) -> Verdict:
     method, task = registry.methods.get(record["method"]), registry.tasks.get(record["task"])
     if method is None or task is None:
         return Verdict(record, "–", "–", "stale", "its method or task no longer exists")
-    changed = [role for role, plugin in (("method", method), ("task", task))
-               if record["code"].get(role) != plugin.source_hash]
+    changed = changed_code(record["code"], method, task)
     if changed:
         return Verdict(record, "–", "–", "stale",
                        f"{' and '.join(changed)} code changed since the record was written; "

@@ -13,7 +13,7 @@ inner gradients. The head is the task's `head_keys`.
 
 from benchsuite.contract import META_INIT
 from benchsuite.functional import gradient_descent
-from methods.maml import MAML
+from benchsuite.methods.maml import MAML
 
 
 class ANIL(MAML):

@@ -18,7 +18,7 @@ suite mirrors offer both, and the tests use each as a check of the other.
 import torch
 
 from benchsuite.functional import fixed_point_iteration, tree_add
-from methods.implicit_cg import ImplicitCG
+from benchsuite.methods.implicit_cg import ImplicitCG
 
 
 class ImplicitFP(ImplicitCG):

@@ -11,7 +11,7 @@ when α < 2 / λ_max(∂²f/∂θ²).
 """
 
 from benchsuite.functional import neumann_series
-from methods.implicit_cg import ImplicitCG
+from benchsuite.methods.implicit_cg import ImplicitCG
 
 
 class ImplicitNeumann(ImplicitCG):

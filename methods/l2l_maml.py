@@ -33,7 +33,9 @@ class Learn2LearnMAML(Method):
     paper = "Finn et al. 2017 (MAML), via learn2learn.algorithms.MAML"
     supports = frozenset({META_INIT})
     hyperparameters = {"first_order": False}
-    task_overrides = {"batching": "loop"}  # learn2learn's autograd cannot run under vmap
+    # learn2learn's autograd cannot run under vmap; one task per chunk is the per-task
+    # backward() of learn2learn's own examples (the engine accumulates the tasks)
+    task_overrides = {"batching": "loop", "meta_chunk": 1, "eval_chunk": 1}
 
     def meta_gradient(self, task, phi, batch):
         module = TaskParameters(phi)
@@ -53,9 +55,9 @@ class Learn2LearnMAML(Method):
         return MetaGradient(grads=grads, outer_loss=float(meta_loss.detach()))
 
     def adapt(self, task, phi, support_x, support_y, steps):
-        learner = l2l.algorithms.MAML(TaskParameters(phi), lr=self.config["inner_lr"],
-                                      first_order=True).clone()
-        with torch.enable_grad():
+        with torch.enable_grad():  # learn2learn differentiates with autograd, even at test time
+            learner = l2l.algorithms.MAML(TaskParameters(phi), lr=self.config["inner_lr"],
+                                          first_order=True).clone()
             for _ in range(steps):
                 learner.adapt(task.inner_loss(learner.module.as_dict(), phi, support_x,
                                               support_y))

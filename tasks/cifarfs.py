@@ -13,7 +13,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from benchsuite.data import missing_files, missing_message
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL
 
 RAW = ["cifarfs/cifar100/data", *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt"
                                   for s in ("train", "val", "test"))]

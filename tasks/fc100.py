@@ -10,7 +10,7 @@ import torch
 
 from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL
 
 FILES = {"train": "FC100_train.pickle", "validation": "FC100_val.pickle",
          "test": "FC100_test.pickle"}

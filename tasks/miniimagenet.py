@@ -15,7 +15,7 @@ import pickle
 import torch
 
 from benchsuite.data import files_problem
-from benchsuite.fewshot import SPLITS, ClassImages, FewShotClassification
+from benchsuite.fewshot import CONV_EXECUTION, SPLITS, ClassImages, FewShotClassification
 
 FILES = {split: f"mini-imagenet-cache-{split}.pkl" for split in SPLITS}
 
@@ -28,7 +28,7 @@ PROTOCOL = {
     "meta_batch": 4, "meta_lr": 1e-3, "meta_optimizer": "adam",
     "iterations": 60000,
     "eval_inner_steps": 10,
-    "eval_chunk": 10,          # test episodes adapted together (memory)
+    **CONV_EXECUTION,
 }
 
 

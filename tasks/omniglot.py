@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from benchsuite.data import missing_message
-from benchsuite.fewshot import ClassImages, FewShotClassification
+from benchsuite.fewshot import CONV_EXECUTION, ClassImages, FewShotClassification
 
 IMAGE_SETS = ("images_background", "images_evaluation")
 SPLIT_PROPORTIONS = {"train": 1100, "validation": 100, "test": 423}
@@ -90,9 +90,7 @@ class Omniglot(FewShotClassification):
         "meta_batch": 32, "meta_lr": 1e-3, "meta_optimizer": "adam",
         "iterations": 60000,
         "eval_inner_steps": 3,
-        # tasks one by one: vmap turns the convolutions into grouped ones, measured 1.6×
-        # slower on CPU (docs/perf.md)
-        "batching": "loop",
+        **CONV_EXECUTION,
     }
     quick = {"iterations": 1000}
 

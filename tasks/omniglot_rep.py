@@ -7,7 +7,7 @@ and step count are not reproduced here).
 """
 
 from benchsuite.fewshot import HyperRepresentation
-from tasks.omniglot import Omniglot
+from benchsuite.tasks.omniglot import Omniglot
 
 
 class OmniglotRepresentation(HyperRepresentation, Omniglot):

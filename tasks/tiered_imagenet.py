@@ -16,7 +16,7 @@ from PIL import Image
 
 from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}
 FILES = [f"tiered-imagenet/{s}_{part}.pkl" for s in SHORT.values()

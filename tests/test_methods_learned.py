@@ -11,14 +11,14 @@ from torch import nn
 
 from benchsuite.contract import META_INIT, Task, owned_part, task_part
 from benchsuite.functional import flatten
+from benchsuite.methods.anil import ANIL
+from benchsuite.methods.maml import MAML
+from benchsuite.methods.metasgd import MetaSGD
+from benchsuite.methods.mtnet import MTNet, straight_through_mask
+from benchsuite.methods.warpgrad import WarpGrad
 from benchsuite.models import mlp_forward
+from benchsuite.tasks.sinusoid import Sinusoid
 from benchsuite.trial import run_trial
-from methods.anil import ANIL
-from methods.maml import MAML
-from methods.metasgd import MetaSGD
-from methods.mtnet import MTNet, straight_through_mask
-from methods.warpgrad import WarpGrad
-from tasks.sinusoid import Sinusoid
 from tests.conftest import small_config
 
 

@@ -24,7 +24,7 @@ import signal
 import time
 from pathlib import Path
 
-from methods.maml import MAML
+from benchsuite.methods.maml import MAML
 
 CRASHED = Path(__file__).with_name("crashed")
 

@@ -29,7 +29,7 @@ import time
 import torch
 
 from benchsuite.contract import MetaGradient
-from methods.maml import MAML
+from benchsuite.methods.maml import MAML
 
 
 class Raises(MAML):
@@ -86,7 +86,7 @@ HOLDING_METHOD = '''
 import time
 from pathlib import Path
 
-from methods.maml import MAML
+from benchsuite.methods.maml import MAML
 
 HOLD = Path(__file__).with_name("hold")
 REACHED = Path(__file__).with_name("reached")
@@ -216,7 +216,7 @@ def test_a_plugin_edited_after_planning_fails_its_trial(tmp_path):
     from benchsuite import executors, runner
     from benchsuite.registry import discover
 
-    plugins = plugin_folder(tmp_path / "plugins", toy="from methods.maml import MAML\n\n"
+    plugins = plugin_folder(tmp_path / "plugins", toy="from benchsuite.methods.maml import MAML\n\n"
                             "class Toy(MAML):\n    name, aliases = 'toy', ()\n")
     [spec] = runner.plan(discover([plugins]), methods="toy", tasks="sinusoid", seeds=1,
                          budget="quick", device="cpu", options={"iterations": 2},
@@ -323,7 +323,7 @@ def test_sigint_and_sigterm_stop_cleanly_and_say_what_was_saved(tmp_path, stop, 
 
 # -- code-hash invalidation ------------------------------------------------------------------
 def test_editing_one_method_reruns_only_its_trials_and_marks_its_old_rows(tmp_path):
-    plugins = plugin_folder(tmp_path / "plugins", toy="from methods.maml import MAML\n\n"
+    plugins = plugin_folder(tmp_path / "plugins", toy="from benchsuite.methods.maml import MAML\n\n"
                             "class Toy(MAML):\n    name, aliases = 'toy', ()\n")
     out, reports = tmp_path / "out", tmp_path / "reports"
 

@@ -189,7 +189,7 @@ def test_omniglot_turns_characters_into_four_classes(registry, tmp_path, monkeyp
 
 
 def test_omniglot_class_split_is_fixed_by_the_names(registry):
-    from tasks.omniglot import class_split
+    from benchsuite.tasks.omniglot import class_split
 
     # as many characters as the full data set: 964 background, 659 evaluation
     background = [f"Alphabet{a}/character{c:02d}" for a in range(30) for c in range(1, 34)]

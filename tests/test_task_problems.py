@@ -25,7 +25,7 @@ def test_logistic_episodes_are_logistic_curves_within_the_sample_radius(registry
 
 
 def test_f1_score_closed_form():
-    from tasks.hypercleaning import f1_score
+    from benchsuite.tasks.hypercleaning import f1_score
 
     flagged = torch.tensor([True, True, False, False, True])
     truth = torch.tensor([True, False, True, False, True])

@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3.11}
 VENV=${BENCHSUITE_VENV:-.venv}
+# the tested versions (CI runs on them); pyproject.toml declares the supported range
+# (torch>=2.11, torchvision>=0.26: the GPU image runs torch 2.11). Move both together.
 TORCH_PINS=("torch==2.14.1" "torchvision==0.29.1")
 L2L_VERSION=0.2.0
 
@@ -31,7 +33,7 @@ if ! "$PY" -c "import learn2learn" 2>/dev/null; then
   echo "[setup] building learn2learn $L2L_VERSION from its sdist (Cython C regenerated)"
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
-  "$PY" -m pip install -q "cython<3.1" numpy
+  "$PY" -m pip install -q "cython<3.1" "numpy<2"  # numpy<2 as pyproject.toml requires
   "$PY" -m pip download -q --no-deps --no-binary :all: -d "$build" "learn2learn==$L2L_VERSION"
   tar -xzf "$build"/learn2learn-"$L2L_VERSION".tar.gz -C "$build"
   src="$build/learn2learn-$L2L_VERSION"

@@ -1,0 +1,64 @@
+"""Record identity: a trial is current only while its plugin files and every engine module
+it runs through are unchanged."""
+
+import shutil
+
+import pytest
+
+from benchsuite import identity, report, runner
+from benchsuite.identity import ENGINE, engine_files, imported_engine_modules
+from benchsuite.records import new_record
+
+
+def names(paths):
+    return sorted(p.name for p in paths)
+
+
+def test_engine_files_follow_imports_and_leave_out_tools(registry):
+    maml, sinusoid, omniglot = (registry.method("maml"), registry.task("sinusoid"),
+                                registry.task("omniglot"))
+    regression = names(engine_files([*maml.files, *sinusoid.files]))
+    assert {"trial.py", "functional.py", "execution.py", "contract.py", "measure.py",
+            "models.py"} <= set(regression)
+    assert not {"cli.py", "report.py", "runner.py", "verify.py"} & set(regression)
+    # the few-shot machinery belongs only to the trials that run through it
+    assert "fewshot.py" not in regression
+    assert "fewshot.py" in names(engine_files([*maml.files, *omniglot.files]))
+
+
+def test_imports_are_read_from_the_source(tmp_path):
+    module = tmp_path / "plugin.py"
+    module.write_text("import benchsuite.models\nfrom benchsuite import seeding\n"
+                      "from benchsuite.functional import tree_add\nimport torch\n")
+    assert names(imported_engine_modules(module)) == ["functional.py", "models.py",
+                                                      "seeding.py"]
+
+
+def plan_one(registry, out):
+    return runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+                       device="cpu", options={}, set_items=[], out=out)[0]
+
+
+def test_an_engine_edit_gives_new_trial_ids_and_marks_older_records(registry, tmp_path,
+                                                                    monkeypatch):
+    before = plan_one(registry, tmp_path)
+    assert set(before.code) == {"method", "task", "engine"}
+    record = new_record(before, "finished")
+    assert not report._is_stale(record, registry)
+
+    # the same engine with one line changed in the trial loop
+    edited = tmp_path / "trial.py"
+    shutil.copy(ENGINE / "trial.py", edited)
+    edited.write_text(edited.read_text() + "\n# an edit\n")
+    monkeypatch.setattr(identity, "TRIAL_LOOP", edited)
+
+    after = plan_one(registry, tmp_path)
+    assert after.code["engine"] != before.code["engine"]
+    assert after.trial_id != before.trial_id and after.path != before.path  # run re-runs
+    assert report._is_stale(record, registry)                             # "older code"
+
+
+@pytest.mark.parametrize("code", [{"method": "x", "task": "y"}, {}])
+def test_records_without_the_engine_hash_are_never_current(registry, tmp_path, code):
+    record = {**new_record(plan_one(registry, tmp_path), "finished"), "code": code}
+    assert report._is_stale(record, registry)
