@@ -86,16 +86,16 @@ REFERENCE_JOBS = 2  # trials side by side, one torch thread each (OMP_NUM_THREAD
 REFERENCE_GRIDS = (
     # Finn et al. 2017's sinusoid protocol at its 70,000 iterations, tested with K = 5
     # points as the numbers in results/reference/published.toml are
-    ["--methods", "maml,fomaml,reptile,metasgd,anil,pretrain", "--tasks", "sinusoid",
+    ["--methods", "maml,fomaml,reptile,metasgd,anil,pretrain,scratch", "--tasks", "sinusoid",
      "--budget", "paper", "--set", "sinusoid.test_shots=5"],
     # the real Omniglot subset beside the checkout, sized to about an hour of 2 CPU cores
-    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg",
-     "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
+    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch,"
+     "transfer", "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
      "--set", "omniglot.query=5", "--set", "curve_points=10", "--set", "val_episodes=50",
      "--data-root", "../shared/data/omniglot-small"],
-    ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg",
+    ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg,scratch",
      "--tasks", "hypercleaning"],
-    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg",
+    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch",
      "--tasks", "logistic"],
 )
 

@@ -20,9 +20,12 @@ import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import torch
+
 from benchsuite.contract import EpisodeBatch, MetaGradient, Params
 
 _VMAPPING = contextvars.ContextVar("vmapping_tasks", default=False)
+_AUTOGRAD = contextvars.ContextVar("autograd_meta_gradient", default=False)
 
 
 @contextlib.contextmanager
@@ -38,6 +41,23 @@ def vmapping_tasks() -> Iterator[None]:
 def under_task_vmap() -> bool:
     """Whether the current forward pass runs inside a vmap over tasks."""
     return _VMAPPING.get()
+
+
+@contextlib.contextmanager
+def autograd_meta_gradient() -> Iterator[None]:
+    """Marks a meta-gradient taken with plain autograd (tasks looped over, not vmapped):
+    inner gradients inside it are taken with torch.autograd.grad as well."""
+    token = _AUTOGRAD.set(True)
+    try:
+        yield
+    finally:
+        _AUTOGRAD.reset(token)
+
+
+def plain_autograd() -> bool:
+    """Whether inner gradients should be taken with plain autograd here: inside a looped
+    meta-gradient, with gradients recorded, outside any vmap over tasks."""
+    return _AUTOGRAD.get() and torch.is_grad_enabled() and not _VMAPPING.get()
 
 
 def chunk_bounds(tasks: int, chunk: int) -> list[tuple[int, int]]:

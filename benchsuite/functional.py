@@ -16,7 +16,7 @@ from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
 from benchsuite.contract import EpisodeBatch, LayerTransforms, MetaGradient, Method, Params, Task
-from benchsuite.execution import vmapping_tasks
+from benchsuite.execution import autograd_meta_gradient, plain_autograd, vmapping_tasks
 
 StepSize = float | Mapping[str, torch.Tensor]
 
@@ -48,16 +48,27 @@ def gradient_step(theta: Params, gradient: Params, step_size: StepSize) -> Param
 
 
 def inner_gradient(task: Task, theta: Params, phi: Params, x, y,
-                   keys: tuple[str, ...] | None = None) -> Params:
-    """∇_θ f(θ, φ; x, y), restricted to `keys` when given (the rest of θ held fixed)."""
-    if keys is None:
-        return grad(task.inner_loss)(theta, phi, x, y)
+                   keys: tuple[str, ...] | None = None, create_graph: bool = True) -> Params:
+    """∇_θ f(θ, φ; x, y), restricted to `keys` when given (the rest of θ held fixed).
+
+    Inside a looped meta-gradient (benchsuite.execution.plain_autograd) it is taken with
+    torch.autograd.grad, recording its own graph only if `create_graph`; elsewhere with
+    torch.func.grad, which composes with vmap and with an outer torch.func.grad."""
+    keys = tuple(theta) if keys is None else keys
     frozen = {k: v for k, v in theta.items() if k not in keys}
 
     def loss_of_adapted(adapted):
         return task.inner_loss({**frozen, **adapted}, phi, x, y)
 
-    return grad(loss_of_adapted)({k: theta[k] for k in keys})
+    adapted = {k: theta[k] for k in keys}
+    if not plain_autograd():
+        return grad(loss_of_adapted)(adapted)
+    # a θ that does not depend on φ (a zero head) becomes a leaf to differentiate at
+    adapted = {k: v if v.requires_grad else v.detach().requires_grad_() for k, v in
+               adapted.items()}
+    gradients = torch.autograd.grad(loss_of_adapted(adapted), list(adapted.values()),
+                                    create_graph=create_graph, materialize_grads=True)
+    return dict(zip(adapted, gradients))
 
 
 def gradient_descent(task: Task, theta: Params, phi: Params, x, y, steps: int,
@@ -66,7 +77,7 @@ def gradient_descent(task: Task, theta: Params, phi: Params, x, y, steps: int,
     """`steps` steps of θ ← θ − α ∇_θ f(θ, φ). Differentiable through every step unless
     `first_order`, which treats each inner gradient as a constant."""
     for _ in range(steps):
-        g = inner_gradient(task, theta, phi, x, y, keys)
+        g = inner_gradient(task, theta, phi, x, y, keys, create_graph=not first_order)
         if first_order:
             g = tree_detach(g)
         theta = gradient_step(theta, g, step_size)
@@ -117,8 +128,17 @@ def mean_surrogate_gradient(per_task: Callable, phi: Params, batch: EpisodeBatch
         surrogate, outer = over_tasks(per_task, batching, randomness)(phi, *batch.tensors())
         return surrogate.mean(), outer.mean()
 
-    grads, outer_loss = grad(meta_objective, has_aux=True)(phi)
-    return MetaGradient(grads=grads, outer_loss=float(outer_loss))
+    if batching == "vmap":
+        grads, outer_loss = grad(meta_objective, has_aux=True)(phi)
+        return MetaGradient(grads=grads, outer_loss=float(outer_loss))
+    # tasks one by one: plain autograd, which dispatches each op once instead of through
+    # two torch.func transform levels (the faster path for convolutions on CPU)
+    leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
+    with torch.enable_grad(), autograd_meta_gradient():
+        surrogate, outer_loss = meta_objective(leaves)
+        gradients = torch.autograd.grad(surrogate, list(leaves.values()),
+                                        materialize_grads=True)
+    return MetaGradient(grads=dict(zip(leaves, gradients)), outer_loss=float(outer_loss.detach()))
 
 
 # -- models with per-layer transforms --------------------------------------------------------

@@ -4,16 +4,16 @@ The inner loop is MAML's, θ_k+1 = θ_k − α ∇_θ f(θ_k, φ; S), but every 
 treated as a constant, so dθ_K/dθ₀ ≈ I and the second-order terms vanish:
     dL/dφ ≈ (∂θ₀/∂φ)ᵀ ∇_θ F(θ_K, φ; Q) + ∂F/∂φ(θ_K, φ; Q)
 For a meta-initialisation (θ₀ = φ) this is ∇_θ F evaluated at the adapted parameters.
-Since nothing is differentiated through the inner loop, it runs without recording a
-graph (its cost and memory are those of K plain gradient steps), and the expression above
-is assembled directly: ∇_(θ,φ) F at θ_K, then ∇_θ F pulled back through θ₀(φ).
+Nothing is differentiated through the inner loop, so it runs without recording a graph
+(the cost and memory of K plain gradient steps), and θ_K enters the meta-objective as
+θ₀(φ) + (θ_K − θ₀) with the difference a constant: differentiating F through that gives
+the expression above (truncated back-propagation, methods/trhg.py, with no step kept).
 """
 
 import torch
-from torch.func import grad, vjp
 
 from benchsuite.contract import META_INIT, META_REPRESENTATION
-from benchsuite.functional import mean_task_hypergradient, tree_add, tree_detach
+from benchsuite.functional import mean_objective_gradient
 from benchsuite.methods.maml import MAML
 
 
@@ -25,19 +25,13 @@ class FOMAML(MAML):
     first_order = True
 
     def meta_gradient(self, task, phi, batch):
-        def task_hypergradient(phi, support_x, support_y, query_x, query_y):
-            with torch.no_grad():  # θ_K as a constant: no graph through the inner loop
-                theta = self.adapt(task, tree_detach(phi), support_x, support_y,
-                                   self.config["inner_steps"])
+        def task_objective(phi, support_x, support_y, query_x, query_y):
+            start = task.initial_theta(phi)
+            with torch.no_grad():  # θ_K − θ₀ as a constant: no graph through the inner loop
+                adapted = self.adapt(task, phi, support_x, support_y,
+                                     self.config["inner_steps"])
+                moved = {k: adapted[k] - start[k] for k in adapted}
+            theta = {k: start[k] + moved[k] for k in start}        # dθ_K/dθ₀ = I
+            return task.outer_loss(theta, phi, query_x, query_y)
 
-            def outer_and_value(theta, phi):
-                value = task.outer_loss(theta, phi, query_x, query_y)
-                return value, value
-
-            (outer_grad_theta, outer_grad_phi), outer_value = grad(
-                outer_and_value, argnums=(0, 1), has_aux=True)(theta, phi)
-            _, pull_back = vjp(task.initial_theta, phi)
-            (through_start,) = pull_back(outer_grad_theta)   # (∂θ₀/∂φ)ᵀ ∇_θ F
-            return tree_add(through_start, outer_grad_phi), outer_value
-
-        return mean_task_hypergradient(task_hypergradient, phi, batch, self.config["batching"])
+        return mean_objective_gradient(task_objective, phi, batch, self.config["batching"])
