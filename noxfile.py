@@ -92,6 +92,7 @@ REFERENCE_GRIDS = (
     ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch,"
      "transfer", "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
      "--set", "omniglot.query=5", "--set", "curve_points=10", "--set", "val_episodes=50",
+     "--set", "scratch.iterations=0",  # the floor trains nothing, whatever --iterations says
      "--data-root", "../shared/data/omniglot-small"],
     ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg,scratch",
      "--tasks", "hypercleaning"],
