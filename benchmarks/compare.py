@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -47,7 +47,6 @@ class Contender:
     built: BuiltWorkload
     first_order: bool
     path: str  # how it ran: our execution path, or the reference's library
-    extras: dict = field(default_factory=dict)  # our last MetaGradient.extras
 
 
 def is_reference(name: str) -> bool:
@@ -69,16 +68,12 @@ def prepare(registry, workload: str, name: str, meta_batch: int | None = None,
                          first_order, library)
     built = build_workload(registry, workload, name, overrides=overrides, meta_chunk=meta_chunk)
     keys = list(built.phi)
-    last_extras: dict = {}
 
     def step():
         result = ours_meta_gradient(built)
-        last_extras.clear()
-        last_extras.update(result.extras or {})
         return [result.grads[k] for k in keys], result.outer_loss
 
-    return Contender(name, step, built, name != "maml", execution_path(built.config),
-                     last_extras)
+    return Contender(name, step, built, name != "maml", execution_path(built.config))
 
 
 def timed(contender: Contender) -> tuple[float, list[torch.Tensor], float]:
@@ -116,8 +111,6 @@ def interleaved(registry, workload: str, names: list[str], count_flops: bool) ->
             grads, loss = c.step()
         first_grads[c.name] = [g.detach().clone() for g in grads]
         results[c.name]["outer_loss"] = loss
-        if not is_reference(c.name):  # the engine may say in extras which path it took
-            c.path = execution_path(c.built.config, c.extras)
         results[c.name]["path"] = c.path
     for _ in range(warmup_rounds(1)):
         for c in contenders:
@@ -147,8 +140,6 @@ def measure_here(registry, workload: str, name: str, meta_batch: int | None,
     meter = MemoryMeter(device)
     times = [timed(contender)[0] for _ in range(steps)]
     memory = meter.result()
-    if not is_reference(name):
-        contender.path = execution_path(contender.built.config, contender.extras)
     return {"workload": workload, "contender": name,
             "meta_batch": contender.built.config["meta_batch"], "path": contender.path,
             "peak_bytes": memory["peak_bytes"], "memory_method": memory["method"],

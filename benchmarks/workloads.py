@@ -27,6 +27,7 @@ from PIL import Image
 from benchsuite.config import resolve
 from benchsuite.data import DATA_ROOT_VARIABLE, data_root
 from benchsuite.seeding import generator
+from benchsuite.trial import meta_gradient
 
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT_SMALL = REPO.parent / "shared" / "data" / "omniglot-small"
@@ -71,8 +72,16 @@ if SMOKE:
         _spec["overrides"]["meta_batch"] = _batch
     WORKLOADS["miniimagenet"]["overrides"]["inner_steps"] = 2
 
-# name -> (registered method, config overrides)
-VARIANTS = {"l2l-maml-first-order": ("l2l-maml", {"first_order": True})}
+# name -> (registered method, config overrides). The maml-* variants are the engine's
+# execution paths side by side (one of them is each workload's default): the measurement
+# behind the task defaults (benchsuite.fewshot.CONV_EXECUTION for the conv tasks, the
+# whole meta-batch vmapped for the others).
+VARIANTS = {
+    "l2l-maml-first-order": ("l2l-maml", {"first_order": True}),
+    "maml-per-task": ("maml", {"batching": "loop", "meta_chunk": 1}),
+    "maml-vmap-chunks-of-8": ("maml", {"batching": "vmap", "meta_chunk": 8}),
+    "maml-vmap-whole-batch": ("maml", {"batching": "vmap", "meta_chunk": 0}),
+}
 
 # External references, written as their users write them (benchmarks/external.py):
 # name -> (library, first order?)
@@ -141,35 +150,18 @@ def sweep_overrides(method: str, steps: int) -> dict:
 
 def execution_overrides(config: dict, meta_chunk: int | None) -> dict:
     """Config keys that run the meta-batch `meta_chunk` tasks at a time (None: the
-    workload's own default). Falls back to the older `batching` key (loop = one at a time)
-    when the engine has no `meta_chunk` yet."""
-    if meta_chunk is None:
-        return {}
-    if "meta_chunk" in config:
-        return {"meta_chunk": meta_chunk}
-    return {"batching": "loop" if meta_chunk == 1 else "vmap"}
+    workload's own default)."""
+    return {} if meta_chunk is None else {"meta_chunk": meta_chunk}
 
 
-def execution_path(config: dict, extras: dict | None = None) -> str:
-    """How our meta-step ran, for the report: the engine's own word when it returns one in
-    MetaGradient.extras, else the config keys that choose it."""
-    extras = extras or {}
-    for key in ("path", "execution_path", "meta_path"):
-        if isinstance(extras.get(key), str):
-            return extras[key]
-    if "meta_chunk" in config:
-        return f"meta_chunk={config['meta_chunk']}, {config.get('batching')}"
-    return f"batching={config.get('batching')}"
+def execution_path(config: dict) -> str:
+    """How our meta-step ran, for the report: the config keys that choose it."""
+    return f"meta_chunk={config['meta_chunk']}, {config['batching']}"
 
 
 def ours_meta_gradient(built):
     """Our meta-gradient of the built workload's batch, executed as a trial executes it
-    (benchsuite.trial.meta_gradient: chunks of `meta_chunk` tasks) when the engine has that
-    entry point, else `method.meta_gradient` on the whole batch."""
-    try:
-        from benchsuite.trial import meta_gradient
-    except ImportError:
-        return built.method.meta_gradient(built.task, built.phi, built.batch)
+    (benchsuite.trial.meta_gradient: chunks of `meta_chunk` tasks, accumulated)."""
     return meta_gradient(built.method, built.task, built.phi, built.batch)
 
 

@@ -25,8 +25,8 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchsuite import statistics as stats
-from benchsuite.records import TEMPORARY_PREFIX, read_record
 from benchsuite.registry import Registry, changed_code
+from benchsuite.results import read_records
 
 IGNORED_CONFIG_KEYS = ("seed",)
 ENVIRONMENT_KEYS = ("device_name", "cpu_count", "torch_threads", "platform", "python", "torch",
@@ -39,27 +39,6 @@ REFERENCE_METHOD = "maml"
 """The probability-of-improvement column compares every row with this method."""
 PARTIAL = "*"
 """Marks a score averaged over finite episodes (or seeds) only."""
-
-
-def load_records(results: Path) -> tuple[list[dict], list[str]]:
-    """Every valid record under `results`, and one warning line per file skipped."""
-    seen: dict[str, Path]
-    records, warnings, seen = [], [], {}
-    for path in sorted(Path(results).rglob("*.json")):
-        if path.name.startswith(TEMPORARY_PREFIX):
-            continue
-        try:
-            record = read_record(path)
-        except ValueError as error:
-            warnings.append(f"skipped {path}: {error}")
-            continue
-        if record["id"] in seen:  # e.g. two results folders merged: count a trial once
-            warnings.append(f"skipped {path}: same trial id as {seen[record['id']]}")
-            continue
-        seen[record["id"]] = path
-        record["_path"] = str(path)
-        records.append(record)
-    return records, warnings
 
 
 def config_signature(config: dict) -> tuple:
@@ -589,7 +568,7 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, folder: Path,
 
 # -- the document -------------------------------------------------------------------------
 def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, list[str]]:
-    records, warnings = load_records(results)
+    records, warnings = read_records(results)
     out.mkdir(parents=True, exist_ok=True)
     lines = ["# Leaderboard", "",
              f"Generated {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M UTC} "

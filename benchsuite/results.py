@@ -7,8 +7,8 @@
 `load` gives one row per trial record found under a folder (or one record file): the
 trial's identity (`id`, `method`, `task`, `seed`, `status`, `protocol`, `error`) and its
 nested parts flattened into columns with a prefix: `metric.<name>`, `timing.<name>`,
-`memory.<name>`, `provenance.<name>`, `config.<key>`, `code.<name>` and
-`objective.<name>`. A nested value deeper down is flattened with dots as well
+`memory.<name>`, `provenance.<name>`, `config.<key>`, `code.<name>`, `execution.<name>`
+and `objective.<name>`. A nested value deeper down is flattened with dots as well
 (`config.a.b`); a list becomes a tuple, so every column can be grouped on. `curves` gives
 the learning curves in long form, one row per curve point.
 
@@ -33,7 +33,7 @@ from benchsuite.records import TEMPORARY_PREFIX, read_record
 IDENTITY_COLUMNS = ("id", "method", "task", "seed", "status", "protocol", "error")
 FLATTENED_PARTS = {  # record key -> column prefix
     "metrics": "metric", "timing": "timing", "memory": "memory", "provenance": "provenance",
-    "config": "config", "code": "code", "objective": "objective",
+    "config": "config", "code": "code", "objective": "objective", "execution": "execution",
 }
 CURVE_IDENTITY = ("id", "method", "task", "seed")
 

@@ -28,10 +28,11 @@ import torch
 
 from benchsuite.records import provenance
 from benchsuite.registry import Registry, changed_code
-from benchsuite.report import load_records
+from benchsuite.results import read_records
 from benchsuite.trial import run_trial
 
-ENVIRONMENT_KEYS = ("torch", "numpy", "pillow", "device_name")
+ENVIRONMENT_KEYS = ("torch", "numpy", "pillow", "device_name", "gpu_driver", "cuda_version",
+                    "cudnn_version")
 SAMPLES = ("one-per-task", "all")
 FAILING = ("MISMATCH", "stale", "failed")
 
@@ -183,7 +184,7 @@ def describe(name: str, numbers: tuple[float, float, float | None]) -> str:
 
 def verify_folder(results: Path, registry: Registry, sample: str, full: bool,
                   progress) -> tuple[list[Verdict], list[str]]:
-    records, warnings = load_records(results)
+    records, warnings = read_records(results)
     verdicts = []
     for record in choose(records, sample):
         progress(f"verifying {record['method']} × {record['task']} (seed {record['seed']})")
