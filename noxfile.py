@@ -82,36 +82,70 @@ def demo(session):
 
 
 REFERENCE_RECORDS = "results/reference"
+PROTOCOL_RECORDS = "results/protocols"
+REFERENCE_SEEDS = 5
 REFERENCE_JOBS = 2  # trials side by side, one torch thread each (OMP_NUM_THREADS=1)
+OMNIGLOT_SUBSET = "../shared/data/omniglot-small"
 REFERENCE_GRIDS = (
     # Finn et al. 2017's sinusoid protocol at its 70,000 iterations, tested with K = 5
     # points as the numbers in results/reference/published.toml are
     ["--methods", "maml,fomaml,reptile,metasgd,anil,pretrain,scratch", "--tasks", "sinusoid",
      "--budget", "paper", "--set", "sinusoid.test_shots=5"],
-    # the real Omniglot subset beside the checkout, sized to about an hour of 2 CPU cores
-    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch,"
-     "transfer", "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
+    # the real Omniglot subset beside the checkout, sized to about an hour of 2 CPU cores:
+    # every method under its protocol (protocols/), with the grid's iterations and
+    # meta-batch; iMAML's 16 inner steps get 100 iterations and Reptile keeps its
+    # meta-batch of 5 (the CPU budget; the records' configs hold the values used)
+    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,reptile,scratch,transfer",
+     "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
      "--set", "omniglot.query=5", "--set", "curve_points=10", "--set", "val_episodes=50",
      "--set", "scratch.iterations=0",  # the floor trains nothing, whatever --iterations says
-     "--data-root", "../shared/data/omniglot-small"],
+     "--set", "imaml.iterations=100", "--set", "reptile.meta_batch=5",
+     "--data-root", OMNIGLOT_SUBSET],
     ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg,scratch",
      "--tasks", "hypercleaning"],
-    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch",
+    ["--methods", "anil,fomaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch",
      "--tasks", "logistic"],
+)
+PROTOCOL_RUNS = (
+    # the named protocols of protocols/named/, as their sources ran them
+    ["--protocol", "betty-imaml", "--iterations", "100", "--set", "curve_points=5",
+     "--set", "val_episodes=50", "--data-root", OMNIGLOT_SUBSET, "--seeds", "1"],
+    ["--protocol", "reptile-torch", "--seeds", "3"],
+)
+TUNING = (
+    # pairs without a paper protocol, tuned on validation episodes (protocols/tuned/)
+    ["--methods", "fomaml,anil", "--tasks", "omniglot", "--iterations", "150",
+     "--meta-batch", "8", "--set", "omniglot.query=5", "--set", "curve_points=5",
+     "--set", "val_episodes=50", "--data-root", OMNIGLOT_SUBSET],
 )
 
 
 @nox.session
+def tune(session):
+    """`benchsuite tune` for the TUNING pairs (4 configurations each on validation
+    episodes; writes protocols/tuned/), before `nox -s reference` uses them."""
+    for grid in TUNING:
+        session.run(PYTHON, "-m", "benchsuite", "tune", *grid, "--jobs", str(REFERENCE_JOBS),
+                    "--out", "results/tune", "-q", *session.posargs,
+                    env={"OMP_NUM_THREADS": "1"})
+
+
+@nox.session
 def reference(session):
-    """The reference grids (3 seeds, REFERENCE_JOBS trials at a time with one torch thread
-    each; about 2 h of CPU, 1 h on 2 cores, when nothing is stored yet: existing records
-    are kept, `-- --force` re-runs them) and the committed leaderboard
-    reports/reference/LEADERBOARD.md rendered from them."""
+    """The reference grids (REFERENCE_SEEDS seeds, REFERENCE_JOBS trials at a time with one
+    torch thread each; about 4 h on 2 CPU cores when nothing is stored yet: existing
+    records are kept, `-- --force` re-runs them), the named protocols' runs, and their
+    leaderboards reports/reference/LEADERBOARD.md and reports/protocols/LEADERBOARD.md."""
     for grid in REFERENCE_GRIDS:
-        session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--seeds", "3",
+        session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--seeds", str(REFERENCE_SEEDS),
                     "--jobs", str(REFERENCE_JOBS), "--out", REFERENCE_RECORDS, "-q",
                     *session.posargs, env={"OMP_NUM_THREADS": "1"})
-    session.run(PYTHON, "-m", "benchsuite", "report", REFERENCE_RECORDS,
-                "--out", "reports/reference")
-    session.run(PYTHON, "-m", "benchsuite", "verify", REFERENCE_RECORDS,
-                "--data-root", "../shared/data/omniglot-small")
+    for grid in PROTOCOL_RUNS:
+        session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--jobs", str(REFERENCE_JOBS),
+                    "--out", PROTOCOL_RECORDS, "-q", *session.posargs,
+                    env={"OMP_NUM_THREADS": "1"})
+    for records, report in ((REFERENCE_RECORDS, "reports/reference"),
+                            (PROTOCOL_RECORDS, "reports/protocols")):
+        session.run(PYTHON, "-m", "benchsuite", "report", records, "--out", report)
+        session.run(PYTHON, "-m", "benchsuite", "verify", records,
+                    "--data-root", OMNIGLOT_SUBSET)

@@ -21,11 +21,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
-from benchsuite.config import resolve
 from benchsuite.data import DATA_ROOT_VARIABLE, data_root
+from benchsuite.planning import resolve_pair, set_up
 from benchsuite.seeding import generator
 from benchsuite.trial import meta_gradient
 
@@ -143,8 +142,8 @@ OVERHEAD_ITERATIONS = 100 if SMOKE else 2000
 
 def sweep_overrides(method: str, steps: int) -> dict:
     sizes = {"shots": SWEEP_POINTS, "query": SWEEP_POINTS}
-    if method == "reptile":  # full-batch epochs: one step per epoch
-        return {**sizes, "inner_epochs": steps, "inner_batch": SWEEP_POINTS}
+    if method == "reptile":  # full-batch steps: each one over the whole support set
+        return {**sizes, "inner_steps": steps, "inner_batch": SWEEP_POINTS}
     return {**sizes, "inner_steps": steps}
 
 
@@ -278,22 +277,20 @@ def build_workload(registry, workload: str, method: str, device: str = DEVICE,
                    ) -> BuiltWorkload:
     """Our `method` (a registered name or a VARIANTS name) on `workload`, with φ₀ and one
     training meta-batch drawn from fixed generators: every method and every reference of a
-    workload sees the same φ₀ and the same batch tensors. `overrides` are applied last;
-    `meta_chunk` chooses the execution path (None: the workload's default)."""
+    workload sees the same φ₀ and the same batch tensors. The config is resolved by the
+    planner (benchsuite.planning.resolve_pair) on the task's defaults, quick budget, with
+    the workload's settings, then the variant's, then `overrides`, then `meta_chunk` (the
+    execution path; None: the workload's default) as its options, in that order of
+    precedence; `eval_inner_steps` follows the resulting `inner_steps`, as in a trial."""
     spec = WORKLOADS[workload]
     base, variant_overrides = VARIANTS.get(method, (method, {}))
     task_cls, method_cls = registry.task(spec["task"]).cls, registry.method(base).cls
-    config = resolve(task_cls, method_cls, seed=0, budget="quick", device=device, options={},
-                     overrides=[])
-    config.update(spec["overrides"], **variant_overrides)
-    config.update(overrides or {})
-    config.update(execution_overrides(config, meta_chunk))
+    options = {**spec["overrides"], **variant_overrides, **(overrides or {})}
+    options.update(execution_overrides(options, meta_chunk))
+    config = resolve_pair(registry, base, spec["task"], seed=0, budget="quick", device=device,
+                          options=options)
     folder, _ = data_source(task_cls, config)
     with data_root_at(folder):
-        task = task_cls(config, torch.device(device))
-    method_obj = method_cls(config)
-    phi = {k: v.to(device) for k, v in
-           method_obj.init_meta_params(task, generator("bench", "init")).items()}
-    batch = task.sample_batch("train", config["meta_batch"],
-                              generator("bench", "batch")).to(device)
-    return BuiltWorkload(method_obj, task, phi, batch, config)
+        built = set_up(method_cls, task_cls, config, init=generator("bench", "init"),
+                       batch=generator("bench", "batch"))
+    return BuiltWorkload(built.method, built.task, built.phi, built.batch, config)

@@ -21,6 +21,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark hypergradient (bilevel) meta-learning methods.")
 
 
+def _shorten(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 def fail_usage(error: Exception) -> None:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(2)
@@ -57,6 +61,9 @@ def run(
         False, "--nondeterministic",
         help="CUDA trials: skip deterministic algorithms and the cuBLAS/cuDNN settings "
              "they need (PyTorch's defaults; not reproducible). Recorded in the config."),
+    protocol: str = typer.Option(None, help="A named protocol (an experiment of a paper or "
+                                            "library, see `benchsuite list`): its task, "
+                                            "methods and settings."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
     from benchsuite import data, executors, reproducibility, runner
@@ -78,7 +85,7 @@ def run(
                             options={"iterations": iterations, "meta_batch": meta_batch},
                             set_items=set_, out=out, device_here=executor != "ray",
                             command=shlex.join(["benchsuite", *sys.argv[1:]]),
-                            nondeterministic=nondeterministic)
+                            nondeterministic=nondeterministic, protocol=protocol)
     except UsageError as error:
         fail_usage(error)
     # cuBLAS reads its workspace setting once, so workers get it from their start
@@ -215,17 +222,119 @@ def sweep(
     typer.echo("wrote " + ", ".join(map(str, written)))
 
 
+@app.command()
+def tune(
+    methods: str = typer.Option(..., help="Comma-separated method names, or 'all' (every "
+                                          "method that is no floor and has no paper "
+                                          "protocol for the task)."),
+    tasks: str = typer.Option(..., help="Comma-separated task names, or 'all'."),
+    iterations: int = typer.Option(None, help="Meta-iterations per trial (default: the "
+                                              "task's)."),
+    meta_batch: int = typer.Option(None, help="Tasks per meta-batch (default: the task's)."),
+    set_: list[str] = typer.Option([], "--set", help="Override: key=value or name.key=value "
+                                                     "(the grid is centred on the result)."),
+    seeds: int = typer.Option(1, help="Seeds (0 … N−1) per configuration; scores are the "
+                                      "mean over seeds."),
+    budget: str = typer.Option("quick", help="'paper' or 'quick', as for `run`."),
+    device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
+    executor: str = typer.Option("local", help="local, ray or inline, as for `run`."),
+    timeout: float = typer.Option(None, help="Wall-clock limit per trial, in seconds."),
+    jobs: int = typer.Option(1, "--jobs", "-j", help="Trials side by side with --executor "
+                                                     "local."),
+    data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
+                                             "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
+    out: Path = typer.Option(Path("results/tune"), help="Folder for the tuning trials' "
+                                                        "records (kept: a re-run resumes)."),
+    protocols_dir: Path = typer.Option(None, help="Protocols folder read for planning and "
+                                                  "written to (tuned/<task>.toml); default: "
+                                                  "the checkout's protocols/."),
+    plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
+    dry_run: bool = typer.Option(False, help="Print the grids and run nothing."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+) -> None:
+    """Tune a method's step sizes on validation episodes: the best of 4 configurations per
+    method × task (the same budget for every method), written as a tuned protocol."""
+    import datetime as dt
+
+    from benchsuite import data, executors, reproducibility, runner
+    from benchsuite import protocols as protocol_files
+    from benchsuite import registry as plugin_registry
+    from benchsuite import tune as tuning
+    from benchsuite.records import git_commit
+
+    executors.quiet_library_warnings()
+    if data_root is not None:
+        os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
+    root = protocols_dir if protocols_dir is not None else protocol_files.ROOT
+    command = shlex.join(["benchsuite", *sys.argv[1:]])
+    try:
+        if root.exists() and not root.is_dir():
+            raise UsageError(f"--protocols-dir {str(root)!r} is a file; pass the protocols "
+                             "folder")
+        trial_executor = executors.make_executor(executor, timeout=timeout, address=None,
+                                                 jobs=jobs)
+        registry = plugin_registry.discover(plugins)
+        tune_jobs = tuning.plan_tuning(
+            registry, methods=methods, tasks=tasks, seeds=seeds, budget=budget,
+            device=device, options={"iterations": iterations, "meta_batch": meta_batch},
+            set_items=set_, out=out, protocols=protocol_files.load(root),
+            device_here=executor != "ray", command=command)
+    except UsageError as error:
+        fail_usage(error)
+    reproducibility.prepare_environment(deterministic=True)
+    trials = [spec for job in tune_jobs for spec in job.trials]
+    if dry_run:
+        typer.echo(tuning.grid_table(tune_jobs, scored=False))
+        typer.echo(f"{len(trials)} trials ({tuning.TUNE_BUDGET} configurations × {seeds} "
+                   f"seed(s) per pair) -> {out} (dry run: nothing executed or written)")
+        return
+    summary = runner.execute(trials, trial_executor, force=False, quiet=quiet)
+    if summary.interrupted:
+        typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records "
+                   f"written to {out}, no protocol written; re-run the same command to "
+                   "resume", err=True)
+        raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
+    if summary.unfinished:
+        typer.echo(f"warning: {len(summary.unfinished)} trials did not finish (their "
+                   f"configurations score as the worst):\n{summary.unfinished_table()}",
+                   err=True)
+    tuning.score(tune_jobs)
+    typer.echo(tuning.grid_table(tune_jobs))
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    commit = git_commit() or ""
+    tables: dict[str, dict] = {}
+    for job in tune_jobs:
+        if job.choice is not None:
+            tables.setdefault(job.task, {})[job.method] = tuning.tuned_table(
+                job, seeds=seeds, command=command, date=date, commit=commit)
+    for task, task_tables in tables.items():
+        path = tuning.write_tuned(root, task, task_tables)
+        typer.echo(f"wrote {path} ({', '.join(task_tables)})")
+    unchosen = [job.pair for job in tune_jobs if job.choice is None]
+    if unchosen:
+        typer.echo(f"error: no configuration of {', '.join(unchosen)} has a finite "
+                   "validation score; no protocol written for it", err=True)
+        raise typer.Exit(1)
+
+
 @app.command(name="list")
 def list_plugins(
     plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
+    settings: str = typer.Option(None, "--settings", help="A method or task: its config "
+                                 "keys with type, default and meaning."),
 ) -> None:
     """Show methods, tasks and which pairs are compatible."""
     from tabulate import tabulate
 
+    from benchsuite import protocols as protocol_files
     from benchsuite import registry as plugin_registry
 
     try:
         registry = plugin_registry.discover(plugins)
+        protocols = protocol_files.load()
+        if settings is not None:
+            typer.echo(settings_table(registry, settings))
+            return
     except UsageError as error:
         fail_usage(error)
     method_names = registry.canonical_methods()
@@ -250,6 +359,32 @@ def list_plugins(
                   is None else "n/a" for m in method_names)]
             for t in registry.canonical_tasks()]
     typer.echo("\nCompatible pairs\n" + tabulate(grid, header))
+    rows = [[f"{method} × {task}", p.label, _shorten(p.source, 90)]
+            for (method, task), p in sorted({**protocols.paper, **protocols.tuned}.items())]
+    typer.echo("\nProtocols per method and task (others run on the task's defaults)\n"
+               + tabulate(rows, ["pair", "protocol", "source"]))
+    rows = [[name, n.task, ", ".join(n.methods), _shorten(n.description or n.source, 90)]
+            for name, n in sorted(protocols.named.items())]
+    typer.echo("\nNamed protocols (benchsuite run --protocol NAME)\n"
+               + tabulate(rows, ["protocol", "task", "methods", "what"]))
     # `error` was the except name above: rebinding it is fine at run time
     for path, error in registry.unavailable.items():  # type: ignore[misc]
         typer.echo(f"\nunavailable plugin {path}: {error}")  # type: ignore[misc]
+
+
+def settings_table(registry, name: str) -> str:
+    """The keys a method or task adds to a trial's config: typed ones (its `Settings`)
+    with type, default and meaning; the others with their default."""
+    from tabulate import tabulate
+
+    from benchsuite import settings as typed
+
+    plugin = (registry.methods.get(name) or registry.tasks.get(name)
+              or registry.method(name))  # the last raises with the valid names
+    own = plugin.cls.hyperparameters if name in registry.methods else plugin.cls.defaults
+    rows = typed.describe(list(plugin.settings))
+    declared = {s.name for s in plugin.settings}
+    rows += [[key, type(value).__name__, repr(value), "(untyped: no docstring yet)"]
+             for key, value in own.items() if key not in declared]
+    return (f"{name} ({plugin.path})\n"
+            + tabulate(rows, ["key", "type", "default", "meaning"], disable_numparse=True))

@@ -2,7 +2,11 @@
 
 A trial's config is built in this order, later layers winning:
   runner defaults < task defaults < task's quick budget (with --budget quick)
-  < method's task_overrides < method hyperparameters < command-line options < --set.
+  < method's task_overrides < method hyperparameters < the trial's protocol
+  (benchsuite.protocols: the method's paper protocol for the task, a tuned one, or the
+  one chosen with --protocol) < command-line options < --set.
+A method is scored at the number of inner steps it trains with: `eval_inner_steps` is
+`inner_steps` unless the protocol, an option or `--set` names it.
 An override is `key=value` (applies wherever `key` exists) or `scope.key=value` with
 `scope` a method or task name (applies to that plugin's trials only). Values are parsed to
 the type of the default they replace.
@@ -12,6 +16,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +34,13 @@ RUNNER_DEFAULTS: dict[str, Any] = {
     "meta_chunk": 0,                # tasks per accumulated meta-gradient chunk; 0 = all
     "eval_chunk": 100,              # test episodes adapted together
 }
+
+RUNNER_CHOICES: dict[str, tuple[str, ...]] = {
+    "meta_optimizer": ("adam", "sgd"),
+    "meta_lr_schedule": ("constant", "linear"),
+    "batching": ("vmap", "loop"),
+}
+"""The runner keys that take one of a few words (benchsuite.trial, benchsuite.execution)."""
 
 BUDGETS = ("quick", "paper")
 COMMAND_LINE_KEYS = {"seed": "--seeds", "budget": "--budget", "device": "--device"}
@@ -82,21 +95,58 @@ def coerce(value: str, default: Any, key: str) -> Any:
 
 
 def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
-            options: dict[str, Any], overrides: list[Override]) -> dict[str, Any]:
+            options: dict[str, Any], overrides: list[Override],
+            protocol: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config of one trial; `protocol` holds the settings of its protocol."""
+    protocol = protocol or {}
     config: dict[str, Any] = dict(RUNNER_DEFAULTS)
     config.update(task_cls.defaults)
     if budget == "quick":
         config.update(getattr(task_cls, "quick", {}))
     config.update(method_cls.task_overrides)
+    clash = sorted(set(method_cls.hyperparameters) & set(config))
+    if clash:  # a method's own key would silently replace the task's or the runner's
+        raise UsageError(f"{method_cls.name} declares {', '.join(clash)}, which "
+                         f"{task_cls.name} (or the runner) already has: rename it in the "
+                         "method, or set the task's key in its protocol file")
     config.update(method_cls.hyperparameters)
+    config["eval_inner_steps"] = config["inner_steps"]  # settled below
+    unknown = sorted(set(protocol) - set(config))
+    if unknown:
+        raise UsageError(f"{method_cls.name} × {task_cls.name}: its protocol sets "
+                         f"{', '.join(unknown)}, which neither has; fix the protocol file")
+    config.update(protocol)
     config.update({k: v for k, v in options.items() if v is not None})
+    scored_explicitly = "eval_inner_steps" in protocol
     for override in overrides:
         if override.scope not in (None, task_cls.name, method_cls.name, *method_cls.aliases):
             continue
         if override.key in config:
             config[override.key] = coerce(override.raw, config[override.key], override.key)
+            scored_explicitly |= override.key == "eval_inner_steps"
+    if not scored_explicitly:
+        config["eval_inner_steps"] = config["inner_steps"]
     config.update(seed=seed, budget=budget, device=device)
+    problems = value_problems(config)
+    if problems:
+        raise UsageError(f"{method_cls.name} × {task_cls.name}: {problems[0]}")
     return config
+
+
+def value_problems(config: Mapping[str, Any]) -> list[str]:
+    """Values no trial can run with, whatever the plugin: a non-finite number anywhere, or
+    a runner choice that is not one of its words. Ranges of the keys are the task's and
+    the method's checks (Task.check_config, Method.config_problems)."""
+    problems = []
+    for key, value in config.items():
+        numbers = value if isinstance(value, tuple) else (value,)
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            problems.append(f"{key} = {value!r} is not a finite number")
+    for key, choices in RUNNER_CHOICES.items():
+        if key in config and config[key] not in choices:
+            problems.append(f"{key} must be one of {', '.join(choices)} "
+                            f"(got {config[key]!r})")
+    return problems
 
 
 def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]],

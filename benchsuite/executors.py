@@ -39,12 +39,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchsuite.errors import UsageError
-from benchsuite.records import new_record, provenance
+from benchsuite.records import (
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    OOM,
+    TIMEOUT,
+    new_record,
+    provenance,
+)
 from benchsuite.registry import Registry, changed_code, load_plugin_file
 from benchsuite.trial import Diverged, run_trial
 
 if TYPE_CHECKING:
-    from benchsuite.runner import TrialSpec
+    from benchsuite.planning import TrialSpec
 
 EXECUTORS = ("local", "inline", "ray")
 RAY_RETRIES = 2
@@ -77,19 +85,19 @@ def trial_outcome(spec: TrialSpec) -> dict:
     load_plugin_file(Path(spec.task_path), registry)
     problem = "; ".join(registry.unavailable.values()) or _changed_since_planning(spec, registry)
     if problem:
-        return new_record(spec, "failed", problem)
-    record = new_record(spec, "finished")
+        return new_record(spec, FAILED, problem)
+    record = new_record(spec, FINISHED)
     try:
         measured = run_trial(registry.method(spec.method).cls, registry.task(spec.task).cls,
                              spec.config)
         measured.pop("device")
         record.update(measured)
     except Diverged as error:
-        record.update(status="diverged", error=str(error))
+        record.update(status=DIVERGED, error=str(error))
     except (torch.OutOfMemoryError, MemoryError) as error:
-        record.update(status="oom", error=_first_line(error))
+        record.update(status=OOM, error=_first_line(error))
     except Exception as error:  # a plugin's failure is a trial's status, not a crash
-        status = "oom" if _is_allocation_failure(error) else "failed"
+        status = OOM if _is_allocation_failure(error) else FAILED
         record.update(status=status, error=f"{type(error).__name__}: {_first_line(error)}",
                       traceback=traceback.format_exc(limit=8))
     record["provenance"] = {**provenance(torch.device(spec.config["device"])),
@@ -174,8 +182,8 @@ class IsolatedTrial:
             self.stage, self.started, self.limit = "", time.monotonic(), self.timeout
         remaining = self.remaining()
         if remaining is not None and remaining <= 0:
-            return self._unfinished("timeout", f"exceeded the {self.limit:g} s time limit "
-                                               f"{self.stage}".strip())
+            return self._unfinished(TIMEOUT, f"exceeded the {self.limit:g} s time limit "
+                                             f"{self.stage}".strip())
         return None
 
     def _unfinished(self, status: str, error: str) -> dict:
@@ -250,11 +258,11 @@ def _death_cause(process) -> tuple[str, str]:
     process.join(timeout=5)
     code = process.exitcode
     if code == -signal.SIGKILL:
-        return "oom", ("worker killed by SIGKILL, most likely by the out-of-memory killer "
+        return OOM, ("worker killed by SIGKILL, most likely by the out-of-memory killer "
                        "(the host ran out of memory)")
     if code is not None and code < 0:
-        return "failed", f"worker died from {signal.Signals(-code).name}"
-    return "failed", f"worker exited with code {code} before reporting a result"
+        return FAILED, f"worker died from {signal.Signals(-code).name}"
+    return FAILED, f"worker exited with code {code} before reporting a result"
 
 
 # -- executors -------------------------------------------------------------------------------
@@ -387,13 +395,13 @@ class RayExecutor(Executor):
         try:
             return ray.get(ref)
         except ray.exceptions.OutOfMemoryError as error:
-            return new_record(spec, "oom", f"Ray's memory monitor killed the worker: "
+            return new_record(spec, OOM, f"Ray's memory monitor killed the worker: "
                                            f"{_first_line(error)}")
         except ray.exceptions.RayTaskError as error:
-            return new_record(spec, "failed", f"the trial's Ray task raised "
+            return new_record(spec, FAILED, f"the trial's Ray task raised "
                                               f"{_first_line(error)}")
         except ray.exceptions.RayError as error:
-            return new_record(spec, "failed", f"lost by Ray after {self.max_retries} retries: "
+            return new_record(spec, FAILED, f"lost by Ray after {self.max_retries} retries: "
                                               f"{type(error).__name__}: {_first_line(error)}")
 
 

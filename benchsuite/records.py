@@ -16,24 +16,32 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 import torch
 
 from benchsuite import __version__, reproducibility
-
-if TYPE_CHECKING:
-    from benchsuite.runner import TrialSpec
 
 SCHEMA_VERSION = 2
 READABLE_SCHEMA_VERSIONS = (1, 2)
 """Version 2 added `execution` (how the meta-batches ran), the engine's code hash in
 `code` and the evaluation peak `memory.eval_peak_bytes`. Version 1 records still load;
 lacking the engine hash, they are never current (the report labels them older code)."""
-STATUSES = ("finished", "n/a", "failed", "diverged", "oom", "timeout")
-DONE_STATUSES = ("finished", "n/a", "diverged")
+
+# -- the status vocabulary: every record has one of these -------------------------------------
+FINISHED = "finished"          # trained and evaluated: the metrics are in the record
+NOT_APPLICABLE = "n/a"         # the method cannot run on the task (the reason is the error)
+FAILED = "failed"              # the trial raised, its worker died, or it could not start
+DIVERGED = "diverged"          # a non-finite meta-objective or hypergradient
+OOM = "oom"                    # out of memory (PyTorch's allocator, the OOM killer, Ray)
+TIMEOUT = "timeout"            # ran past its wall-clock limit (--timeout)
+STATUSES = (FINISHED, NOT_APPLICABLE, FAILED, DIVERGED, OOM, TIMEOUT)
+DONE_STATUSES = (FINISHED, NOT_APPLICABLE, DIVERGED)
 """Statuses a re-run keeps: a result (a divergence is one: the same config diverges
 again). failed, oom and timeout records are re-run, since the cause may be gone."""
+GOOD_STATUSES = (FINISHED, NOT_APPLICABLE)
+"""Statuses a run counts as success: anything else is listed as a trial that did not
+finish (a kept divergence included)."""
 
 TEMPORARY_PREFIX = ".tmp-"  # a record being written; never read as one
 
@@ -50,22 +58,53 @@ def record_path(out: Path, task: str, method: str, seed: int, trial_id: str) -> 
     return Path(out) / task / method / f"seed{seed}-{trial_id}.json"
 
 
-def new_record(spec: TrialSpec, status: str, error: str | None = None) -> dict:
+class PlannedTrial(Protocol):
+    """What a record starts from: benchsuite.planning.TrialSpec. Typed by its shape, so
+    this module imports nothing from the planner (the planner imports `record_path`)."""
+
+    @property
+    def trial_id(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def task(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def config(self) -> dict[str, Any]: ...
+    @property
+    def code(self) -> dict[str, str]: ...
+    @property
+    def objective(self) -> dict[str, Any]: ...
+    @property
+    def protocol(self) -> dict[str, Any]: ...
+
+
+def new_record(spec: PlannedTrial, status: str, error: str | None = None) -> dict:
     """The record of `spec` with nothing measured yet: every status starts from it."""
     return {
         "schema_version": SCHEMA_VERSION, "id": spec.trial_id, "method": spec.method,
         "task": spec.task, "seed": spec.seed, "status": status, "config": spec.config,
         "code": spec.code, "metrics": {}, "curve": [], "timing": {}, "memory": {},
         "execution": {}, "provenance": {}, "error": error, "objective": spec.objective,
+        "protocol": spec.protocol,
     }
 
 
 def write_atomic(path: Path, payload: dict) -> None:
+    write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=str),
+                      suffix=".json")
+
+
+def write_text_atomic(path: Path, text: str, suffix: str) -> None:
+    """Write `text` to a temporary file beside `path` (named TEMPORARY_PREFIX…`suffix`,
+    which readers skip), flush and fsync it, then rename it over `path`: a reader never
+    sees half a file, and a write interrupted at any moment leaves the old one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=suffix)
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(payload, handle, indent=1, sort_keys=True, default=str)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -114,7 +153,7 @@ def read_record(path: Path) -> dict:
     if not (isinstance(objective.get("metric"), str)
             and isinstance(objective.get("higher_is_better"), bool)):
         raise ValueError("objective needs a metric name and higher_is_better")
-    if record["status"] == "finished":
+    if record["status"] == FINISHED:
         _check_measurements(record, objective["metric"])
     return record
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,13 @@ from typing import Any
 
 import benchsuite.methods as builtin_methods  # the checkout's methods/ (pyproject package-dir)
 import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
+from benchsuite import settings
 from benchsuite.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.errors import UsageError
 from benchsuite.identity import engine_files, imported_names
+from benchsuite.settings import Setting
 
-REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations", "meta_lr",
-                          "eval_inner_steps")
+REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations", "meta_lr")
 
 
 @dataclass
@@ -33,6 +35,8 @@ class Plugin:
     source_hash: str
     files: tuple[Path, ...] = ()
     """The plugin's file and the plugin files it builds on (what `source_hash` covers)."""
+    settings: tuple[Setting, ...] = ()
+    """The keys its typed `Settings` declare (benchsuite.settings), checked at planning."""
 
 
 @dataclass
@@ -130,8 +134,12 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
         # a .py path always gets a spec with a loader (a None would raise here, inside the
         # try, and list the file as unavailable)
         module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+        # registered as an import would be: dataclasses (a plugin's typed Settings) and
+        # pickling look a class's module up by name
+        sys.modules[module_name] = module
         spec.loader.exec_module(module)  # type: ignore[union-attr]
     except Exception as error:  # a broken plugin must not hide the others
+        sys.modules.pop(module_name, None)
         registry.unavailable[str(path)] = f"{type(error).__name__}: {error}"
         return
     files = plugin_files(module, path)
@@ -139,15 +147,38 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
     for _, cls in inspect.getmembers(module, inspect.isclass):
         if cls.__module__ != module_name or not hasattr(cls, "name"):
             continue
-        if issubclass(cls, Method) and cls is not Method:
+        if not (issubclass(cls, Method | Task) and cls not in (Method, Task)):
+            continue
+        try:
+            declared = adopt_settings(cls)
+        except TypeError as error:
+            registry.unavailable[str(path)] = str(error)
+            continue
+        if issubclass(cls, Method):
             _register(registry.methods, cls, path, code, files, (cls.name, *cls.aliases),
-                      registry)
-        elif issubclass(cls, Task) and cls is not Task:
+                      registry, declared)
+        else:
             problem = _task_problem(cls)
             if problem:
                 registry.unavailable[str(path)] = problem
                 continue
-            _register(registry.tasks, cls, path, code, files, (cls.name,), registry)
+            _register(registry.tasks, cls, path, code, files, (cls.name,), registry,
+                      declared)
+
+
+def adopt_settings(cls: type[Method] | type[Task]) -> tuple[Setting, ...]:
+    """A plugin's typed `Settings` (benchsuite.settings): their defaults join the
+    method's `hyperparameters` (a task's `defaults`), where config resolution finds them.
+    Raises TypeError for a malformed declaration or a key declared in both places."""
+    declared = settings.declared(cls)
+    if declared:
+        own = "hyperparameters" if issubclass(cls, Method) else "defaults"
+        twice = set(vars(cls).get(own, {})) & {s.name for s in declared}
+        if twice:
+            raise TypeError(f"{cls.__name__} declares {', '.join(sorted(twice))} both in "
+                            f"Settings and in {own}: keep one")
+        setattr(cls, own, {**getattr(cls, own), **settings.defaults(declared)})
+    return tuple(declared)
 
 
 def _task_problem(cls: type[Task]) -> str | None:
@@ -159,8 +190,8 @@ def _task_problem(cls: type[Task]) -> str | None:
     return None
 
 
-def _register(table, cls, path, code, files, names, registry):
-    plugin = Plugin(cls=cls, path=path, source_hash=code, files=files)
+def _register(table, cls, path, code, files, names, registry, declared):
+    plugin = Plugin(cls=cls, path=path, source_hash=code, files=files, settings=declared)
     for name in names:
         if name in table and table[name].path != path:
             registry.unavailable[str(path)] = (

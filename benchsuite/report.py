@@ -7,9 +7,12 @@ the mean over its test episodes (the finite ones; the fraction that diverged is 
 beside it), a row's score is the mean of its seed means ± the 95% t interval over seeds.
 Methods are compared paired on the seeds they share (same seed → same test episodes);
 methods not significantly different from their group's leader share its rank. Where a
-task has floor records (`scratch`, `transfer`), every row that does not beat the best floor
-is flagged. Incompatible (n/a) pairs are listed once under the table. Rows computed with an
-older version of a plugin's source are marked; bad files are skipped with a warning.
+task has floor records (methods whose protocol is a floor: `scratch`, `transfer`), every
+row that does not beat the best floor is flagged. Every row names the protocol its trials
+ran under ("paper protocol", "tuned (budget 4)", "protocol NAME", "task defaults"), and
+each task lists the protocols' sources and deviations under its table. Incompatible (n/a)
+pairs are listed once under the table. Rows computed with an older version of a plugin's
+source are marked; bad files are skipped with a warning.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchsuite import statistics as stats
+from benchsuite.records import DIVERGED, FINISHED, GOOD_STATUSES, NOT_APPLICABLE
 from benchsuite.registry import Registry, changed_code
 from benchsuite.results import read_records
 
@@ -33,8 +37,6 @@ ENVIRONMENT_KEYS = ("device_name", "cpu_count", "torch_threads", "platform", "py
                     "numpy", "pillow", "git_commit")
 PUBLISHED_FILE = "published.toml"
 PUBLISHED_FIELDS = ("task", "method", "metric", "value", "source")
-FLOOR_METHODS = ("scratch", "transfer")
-"""Methods that learn nothing across tasks (or only plain transfer): the floors."""
 REFERENCE_METHOD = "maml"
 """The probability-of-improvement column compares every row with this method."""
 PARTIAL = "*"
@@ -218,6 +220,22 @@ class Row:
     def score(self) -> float:
         return self.main.interval()[0].mean if self.main.finite else math.nan
 
+    @property
+    def protocols(self) -> list[dict]:
+        """The distinct protocols of the row's trials (records say which, since schema 2)."""
+        found = {p["name"]: p for p in self.group.get("protocol", pd.Series(dtype=object))
+                 if isinstance(p, dict)}
+        return list(found.values())
+
+    @property
+    def protocol_label(self) -> str:
+        return ", ".join(sorted({p["label"] for p in self.protocols})) or "not recorded"
+
+    @property
+    def is_floor(self) -> bool:
+        """A baseline that learns nothing across tasks (or only plain transfer)."""
+        return any(p.get("kind") == "floor" for p in self.protocols)
+
 
 def step_text(cell: Cell) -> str:
     """A further step count's score, with what diverged when anything did."""
@@ -250,12 +268,12 @@ def build_rows(frame: pd.DataFrame, metric: str) -> tuple[list[Row], list[str], 
         elif group.stale.any():
             label += f" (older code in {group.stale.sum()} of {len(group)} trials)"
         statuses = group.status.value_counts().to_dict()
-        if set(statuses) == {"n/a"}:
+        if set(statuses) == {NOT_APPLICABLE}:
             not_applicable.append(f"{label}: n/a — {group.error.iloc[0]}")
             continue
-        for error in group[~group.status.isin(["finished", "n/a"])].error.dropna().unique():
+        for error in group[~group.status.isin(GOOD_STATUSES)].error.dropna().unique():
             notes.append(f"{label}: {error}")
-        done = group[group.status == "finished"]
+        done = group[group.status == FINISHED]
         main = Cell()
         for steps in sorted({int(c.get("eval_inner_steps", 0)) for c in done.config}):
             part = cell_for(done[done.config.map(lambda c, s=steps: c.get(
@@ -278,7 +296,7 @@ def ranks_of(rows: list[Row], higher_is_better: bool) -> dict[str, int]:
 def floor_verdict(row: Row, floor: Row | None, higher_is_better: bool) -> str:
     if floor is None:
         return ""
-    if row.method in FLOOR_METHODS:
+    if row.is_floor:
         return "floor" + (" (best)" if row is floor else "")
     if not math.isfinite(row.score):
         return "BELOW floor"
@@ -290,7 +308,7 @@ def floor_verdict(row: Row, floor: Row | None, higher_is_better: bool) -> str:
 
 
 def best_floor(rows: list[Row], higher_is_better: bool) -> Row | None:
-    floors = [r for r in rows if r.method in FLOOR_METHODS and math.isfinite(r.score)]
+    floors = [r for r in rows if r.is_floor and math.isfinite(r.score)]
     if not floors:
         return None
     return max(floors, key=lambda r: r.score if higher_is_better else -r.score)
@@ -317,7 +335,7 @@ def task_table(frame: pd.DataFrame, metric: str,
                higher_is_better: bool) -> tuple[str, list[str], list[str], list[Row]]:
     """The table, the n/a lines, the notes, and the rows (for the figures)."""
     rows, not_applicable, notes = build_rows(frame, metric)
-    main_steps, other_steps = step_counts(frame[frame.status == "finished"], metric)
+    main_steps, other_steps = step_counts(frame[frame.status == FINISHED], metric)
     hypergrad = sorted({k for ms in frame.metrics for k in ms if k.startswith("hypergrad_")})
     ranks = ranks_of(rows, higher_is_better)
     rows.sort(key=lambda r: (r.label not in ranks, ranks.get(r.label, 0),
@@ -327,8 +345,9 @@ def task_table(frame: pd.DataFrame, metric: str,
     mse = metric == "mse"
     table = []
     for row in rows:
-        cells = [ranks.get(row.label, ""), row.label, row.main.text() if len(row.done)
-                 else ("training diverged" if "diverged" in row.status else "–")]
+        cells = [ranks.get(row.label, ""), row.label, row.protocol_label,
+                 row.main.text() if len(row.done)
+                 else ("training diverged" if DIVERGED in row.status else "–")]
         cells.append(row.main.diverged_text() if row.main.means else "–")
         if mse:
             cells.append(row.main.median_text() if row.main.means else "–")
@@ -353,8 +372,8 @@ def task_table(frame: pd.DataFrame, metric: str,
         table.append(cells)
     arrow = "↑" if higher_is_better else "↓"
     steps_text = "/".join(map(str, main_steps)) or "?"
-    header = ["rank", "method", f"{metric} after {steps_text} steps {arrow} (± 95% CI)",
-              "diverged"]
+    header = ["rank", "method", "protocol",
+              f"{metric} after {steps_text} steps {arrow} (± 95% CI)", "diverged"]
     if mse:
         header.append("median")
     if reference is not None:
@@ -385,9 +404,12 @@ def table_legend(rows: list[Row], metric: str, floor_rows: bool, reference: bool
                      "the share of shared test episodes on which it does, where records "
                      "keep per-episode scores.")
     if floor_rows:
+        floors = ", ".join(sorted({r.method for r in rows if r.is_floor}))
         lines.append("vs best floor: BELOW where the row's mean does not beat the best "
-                     f"floor ({', '.join(FLOOR_METHODS)}); n.s. where it is above but not "
-                     "significantly.")
+                     f"floor ({floors}); n.s. where it is above but not significantly.")
+    lines.append(f"The headline {metric} is after the number of inner steps each method "
+                 "trains with, unless its protocol scores otherwise (MAML's papers test "
+                 "with more steps); the \"after N steps\" columns are diagnostics.")
     return [" ".join(lines), ""]
 
 
@@ -433,7 +455,7 @@ def published_table(frame: pd.DataFrame, metric: str, published: list[dict]) -> 
     seed-to-seed spread, which contains both training randomness and the evaluation noise
     of our test episodes — widened by the paper's own interval where it reports one. With
     one seed, our episode interval stands in (evaluation noise only)."""
-    done = frame[frame.status == "finished"]
+    done = frame[frame.status == FINISHED]
     labels = method_labels(frame)
     rows = []
     for entry in published:
@@ -480,12 +502,12 @@ def plot_task(frame: pd.DataFrame, task: str, metric: str, folder: Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = frame[(frame.status == "finished") & frame.curve.map(bool)]
+    done = frame[(frame.status == FINISHED) & frame.curve.map(bool)]
     if done.empty:
         return []
     labels = method_labels(frame)
     rows = rows or []
-    floors = [r for r in rows if r.method in FLOOR_METHODS and math.isfinite(r.score)]
+    floors = [r for r in rows if r.is_floor and math.isfinite(r.score)]
     log_y = metric == "mse"
     folder.mkdir(parents=True, exist_ok=True)
     names = sorted({*labels.values(), *(r.label for r in rows)})
@@ -606,6 +628,7 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
                           "so it is set against the 95% range of one run of ours, t·sd·√(1 + "
                           "1/n) over our seeds, widened by the paper's own CI where it "
                           "reports one):", "", comparison, ""]
+            lines += protocol_lines(rows)
             if not_applicable:
                 lines += ["Not applicable here (one line per incompatible pair):",
                           *[f"- {n}" for n in dict.fromkeys(not_applicable)], ""]
@@ -616,6 +639,21 @@ def write_report(results: Path, out: Path, registry: Registry) -> tuple[Path, li
     path = out / "LEADERBOARD.md"
     path.write_text("\n".join(lines))
     return path, warnings
+
+
+def protocol_lines(rows: list[Row]) -> list[str]:
+    """Where each row's settings come from: the protocols' sources and deviations."""
+    lines = []
+    for row in rows:
+        for protocol in row.protocols:
+            if protocol["kind"] in ("defaults", "floor"):
+                continue
+            text = f"- {row.label} — {protocol['label']}: {protocol['source']}"
+            if protocol.get("deviations"):
+                text += f" Deviations: {protocol['deviations']}"
+            lines.append(text)
+    return (["Protocols (protocols/; rows not listed run on the task's defaults or are "
+             "floors):", "", *dict.fromkeys(lines), ""] if lines else [])
 
 
 def environment_lines(records: list[dict]) -> list[str]:

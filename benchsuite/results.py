@@ -5,11 +5,13 @@
     >>> frame.groupby(["task", "method"])["metric.mse"].mean()
 
 `load` gives one row per trial record found under a folder (or one record file): the
-trial's identity (`id`, `method`, `task`, `seed`, `status`, `protocol`, `error`) and its
-nested parts flattened into columns with a prefix: `metric.<name>`, `timing.<name>`,
-`memory.<name>`, `provenance.<name>`, `config.<key>`, `code.<name>`, `execution.<name>`
-and `objective.<name>`. A nested value deeper down is flattened with dots as well
-(`config.a.b`); a list becomes a tuple, so every column can be grouped on. `curves` gives
+trial's identity (`id`, `method`, `task`, `seed`, `status`, `protocol` — the protocol's
+label, e.g. "paper protocol" —, `error`) and its nested parts flattened into columns with
+a prefix: `metric.<name>`, `timing.<name>`, `memory.<name>`, `provenance.<name>`,
+`config.<key>`, `code.<name>`, `execution.<name>`, `objective.<name>` and
+`protocol.<name>` (kind, name, source, deviations). A nested value deeper down is
+flattened with dots as well (`config.a.b`); a list becomes a tuple, so every column can be
+grouped on. `curves` gives
 the learning curves in long form, one row per curve point.
 
 `read_records` is the reading underneath: every valid record as a dict, and one line per
@@ -34,6 +36,7 @@ IDENTITY_COLUMNS = ("id", "method", "task", "seed", "status", "protocol", "error
 FLATTENED_PARTS = {  # record key -> column prefix
     "metrics": "metric", "timing": "timing", "memory": "memory", "provenance": "provenance",
     "config": "config", "code": "code", "objective": "objective", "execution": "execution",
+    "protocol": "protocol",
 }
 CURVE_IDENTITY = ("id", "method", "task", "seed")
 
@@ -110,6 +113,9 @@ def _checked_records(path: str | Path, strict: bool) -> list[dict]:
 
 def _row(record: dict) -> dict[str, Any]:
     row: dict[str, Any] = {key: record.get(key) for key in IDENTITY_COLUMNS}
+    # the leaderboard's label ("paper protocol", "tuned (budget 4)", ...); the protocol's
+    # name, kind and source are the protocol.* columns
+    row["protocol"] = (record.get("protocol") or {}).get("label")
     for key, prefix in FLATTENED_PARTS.items():
         part = record.get(key)
         if isinstance(part, Mapping):

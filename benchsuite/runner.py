@@ -1,6 +1,7 @@
-"""The runner: crosses methods × tasks × seeds into trials, validates them before anything
-is written, keeps the records an earlier run completed, hands the rest to an executor
-(benchsuite.executors) and writes each record atomically as it arrives.
+"""The runner: executes a planned trial grid (benchsuite.planning.plan, which crosses
+methods × tasks × seeds into validated trials before anything is written): keeps the
+records an earlier run completed, hands the rest to an executor (benchsuite.executors) and
+writes each record atomically as it arrives.
 
 It handles plugins only through the registry and the contract; it names none of them.
 """
@@ -12,41 +13,24 @@ import sys
 import threading
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from tabulate import tabulate
 
-from benchsuite import config as configuration
-from benchsuite import reproducibility
-from benchsuite.errors import UsageError
-from benchsuite.records import kept_record, new_record, record_path, write_atomic
-from benchsuite.registry import Plugin, Registry, code_identity
-from benchsuite.trial import resolve_device
+# Planning lives in benchsuite.planning. `plan`, `select` and `TrialSpec` stay importable
+# from here for the callers that predate the move (benchsuite.tune, benchmarks/performance.py,
+# tests that patch `runner.plan`, which the CLI's `run` therefore calls through this module).
+from benchsuite.planning import TrialSpec, plan, select
+from benchsuite.records import (
+    GOOD_STATUSES,
+    NOT_APPLICABLE,
+    kept_record,
+    new_record,
+    write_atomic,
+)
 
-GOOD_STATUSES = ("finished", "n/a")
+__all__ = ["RunSummary", "TrialSpec", "execute", "plan", "select", "stop_on_signals"]
+
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-@dataclass
-class TrialSpec:
-    """Everything a worker process needs to run one trial and a runner needs to file it."""
-
-    method: str
-    task: str
-    seed: int
-    config: dict[str, Any]
-    trial_id: str
-    code: dict[str, str]
-    method_path: str
-    task_path: str
-    path: Path
-    objective: dict[str, Any]
-    incompatible: str | None = None
-    command: str = ""                # the command line that planned it, for provenance
-
-    def label(self) -> str:
-        return f"{self.method} × {self.task} (seed {self.seed})"
 
 
 @dataclass
@@ -88,108 +72,6 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def select(names: str, available: list[str], lookup) -> list[str]:
-    if names.strip() == "all":
-        return list(available)
-    chosen = [n.strip() for n in names.split(",") if n.strip()]
-    if not chosen:
-        raise UsageError("empty selection: name at least one, or 'all'")
-    for name in chosen:
-        lookup(name)  # raises UsageError with the valid names
-    return list(dict.fromkeys(chosen))
-
-
-def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: str,
-         device: str, options: dict[str, Any], set_items: list[str],
-         out: Path, device_here: bool = True, command: str = "",
-         nondeterministic: bool = False) -> list[TrialSpec]:
-    """The trial grid, validated before anything runs or is written. `device_here`: the
-    trials run on this machine, so the device must exist here. `command` is stored in
-    each record's provenance. CUDA trials run deterministically unless `nondeterministic`
-    (the config key `deterministic`, see benchsuite.reproducibility)."""
-    if seeds < 1:
-        raise UsageError(f"--seeds must be at least 1 (got {seeds})")
-    if budget not in configuration.BUDGETS:
-        raise UsageError(f"unknown --budget {budget!r}; valid: {', '.join(configuration.BUDGETS)}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; pass a folder for the records")
-    method_names = select(methods, registry.canonical_methods(), registry.method)
-    task_names = select(tasks, registry.canonical_tasks(), registry.task)
-    explicit = methods.strip() != "all" and tasks.strip() != "all"
-    overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
-    resolved_device = checked_device(device, device_here)
-    options = {**options, **reproducibility.config_entries(resolved_device, nondeterministic)}
-
-    specs = []
-    for task_name in task_names:
-        task_plugin = registry.task(task_name)
-        for method_name in method_names:
-            method_plugin = registry.method(method_name)
-            reason = method_plugin.cls.incompatibility(task_plugin.cls)
-            if reason and explicit:
-                raise UsageError(f"{method_name} cannot run on {task_name}: {reason}; "
-                                 "run `benchsuite list` for the compatible pairs")
-            for seed in range(seeds):
-                specs.append(_spec(method_name, method_plugin, task_plugin, seed, budget,
-                                   resolved_device, options, overrides, out, reason,
-                                   command))
-    configuration.check_overrides_known(overrides, [s.config for s in specs],
-                                        [{s.method, s.task} for s in specs])
-    for spec in specs:
-        problems = [] if spec.incompatible else spec_problems(registry, spec)
-        if problems:
-            raise UsageError(f"{spec.label()}: {problems[0]}")
-    return specs
-
-
-def checked_device(name: str, device_here: bool) -> str:
-    """The device trials run on; `auto` is resolved on this machine."""
-    import torch
-
-    valid = "valid: auto, cpu, cuda, cuda:N"
-    try:
-        device = resolve_device(name)
-    except RuntimeError:
-        raise UsageError(f"unknown --device {name!r}; {valid}") from None
-    if device.type not in ("cpu", "cuda"):
-        raise UsageError(f"unsupported --device {name!r}; {valid}")
-    if device.type == "cuda" and not device_here and device.index is not None:
-        raise UsageError(f"--device {name!r}: a remote executor gives each trial one GPU of "
-                         "its own; write --device cuda")
-    if device.type == "cuda" and device_here:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise UsageError(f"--device {name!r}: this machine has no CUDA device; use "
-                             "--device cpu (or auto)")
-        if device.index is not None and device.index >= count:
-            raise UsageError(f"--device {name!r}: this machine has {count} CUDA devices "
-                             f"(cuda:0 … cuda:{count - 1})")
-    return str(device)
-
-
-def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
-    task_cls = registry.task(spec.task).cls
-    problems = list(task_cls.check_config(spec.config))
-    missing_data = None if problems else task_cls.check_data(spec.config)
-    return problems + ([missing_data] if missing_data else [])
-
-
-def _spec(method_name: str, method_plugin: Plugin, task_plugin: Plugin, seed: int, budget: str,
-          device: str, options: dict, overrides, out: Path, reason: str | None,
-          command: str) -> TrialSpec:
-    config = configuration.resolve(task_plugin.cls, method_plugin.cls, seed=seed, budget=budget,
-                                   device=device, options=options, overrides=overrides)
-    code = code_identity(method_plugin, task_plugin)
-    trial_id = configuration.trial_id(method_name, task_plugin.cls.name, config, code)
-    return TrialSpec(method=method_name, task=task_plugin.cls.name, seed=seed, config=config,
-                     trial_id=trial_id, code=code, method_path=str(method_plugin.path),
-                     task_path=str(task_plugin.path),
-                     path=record_path(out, task_plugin.cls.name, method_name, seed, trial_id),
-                     objective={"metric": task_plugin.cls.metric,
-                                "higher_is_better": task_plugin.cls.higher_is_better},
-                     incompatible=reason, command=command)
-
-
 # -- filing ---------------------------------------------------------------------------------
 @contextmanager
 def stop_on_signals():
@@ -224,6 +106,10 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
     for spec in specs:
         kept = None if force else kept_record(spec.path)
         if kept:
+            if kept.get("protocol") != spec.protocol:
+                # the same config (the same id) now traced to a protocol file: the label
+                # follows; nothing measured changes
+                write_atomic(spec.path, {**kept, "protocol": spec.protocol})
             summary.add(spec, kept, earlier=True)
         elif spec.incompatible:
             not_applicable.append(spec)
@@ -239,7 +125,7 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
     try:
         with executor if pending else nullcontext(), stop_on_signals() as received:
             for spec in not_applicable:
-                _file(spec, new_record(spec, "n/a", spec.incompatible), summary)
+                _file(spec, new_record(spec, NOT_APPLICABLE, spec.incompatible), summary)
             with closing(executor.outcomes(pending)) as outcomes:
                 for spec, record in outcomes:
                     _file(spec, record, summary)

@@ -25,13 +25,14 @@ from typing import Any
 import torch
 
 from benchsuite import config as configuration
+from benchsuite import protocols as protocol_files
 from benchsuite.contract import Task
 from benchsuite.errors import UsageError
 from benchsuite.measure import synchronize
+from benchsuite.planning import checked_device, pair_protocol, resolve_pair, select, set_up
 from benchsuite.registry import Registry
-from benchsuite.runner import select
 from benchsuite.seeding import derive_seed, generator
-from benchsuite.trial import compare_hypergradients, resolve_device
+from benchsuite.trial import compare_hypergradients
 
 DEFAULT_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
 ERROR_FLOOR = 1e-17  # exact zeros are drawn here on the log axes
@@ -73,9 +74,12 @@ def parse_grid(text: str) -> tuple[int, ...]:
 
 
 def plan_sweep(registry: Registry, *, methods: str, tasks: str, seed: int, device: str,
-               set_items: list[str]) -> list[SweepPair]:
-    """The method × task pairs to sweep, each with its resolved config; raises UsageError
-    before anything runs."""
+               set_items: list[str],
+               protocols: protocol_files.Protocols | None = None) -> list[SweepPair]:
+    """The method × task pairs to sweep, each with its config resolved as a trial of the
+    pair would be (benchsuite.planning.resolve_pair: the quick budget, the pair's protocol,
+    `--set`); `protocols` defaults to protocols/. Raises UsageError before anything runs."""
+    protocols = protocols if protocols is not None else protocol_files.load()
     exact_tasks = [n for n in registry.canonical_tasks()
                    if has_exact_hypergradient(registry.task(n).cls)]
     task_names = select(tasks, exact_tasks, registry.task)
@@ -86,7 +90,7 @@ def plan_sweep(registry: Registry, *, methods: str, tasks: str, seed: int, devic
     method_names = select(methods, registry.canonical_methods(), registry.method)
     explicit = methods.strip() != "all" and tasks.strip() != "all"
     overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
-    resolved_device = str(resolve_device(device))
+    resolved_device = checked_device(device, device_here=True)
 
     pairs = []
     for task_name in task_names:
@@ -98,9 +102,10 @@ def plan_sweep(registry: Registry, *, methods: str, tasks: str, seed: int, devic
                 if explicit:
                     raise UsageError(f"{method_name} cannot run on {task_name}: {reason}")
                 continue
-            config = configuration.resolve(task_cls, method_cls, seed=seed, budget="quick",
-                                           device=resolved_device, options={},
-                                           overrides=overrides)
+            config = resolve_pair(registry, method_name, task_name, seed=seed, budget="quick",
+                                  device=resolved_device, options={}, overrides=overrides,
+                                  protocol=pair_protocol(registry, protocols, method_name,
+                                                         task_name))
             knob = method_cls.accuracy_knob
             if knob is not None and knob not in config:
                 raise UsageError(f"{method_name} declares accuracy_knob {knob!r}, which is "
@@ -137,13 +142,14 @@ def sweep_pair(registry: Registry, pair: SweepPair, grid: tuple[int, ...],
     seed = pair.config["seed"]
     device = torch.device(pair.config["device"])
     torch.manual_seed(derive_seed(task_cls.name, method_cls.name, seed))
-    task = task_cls(pair.config, device)
     # φ₀ and the meta-batch are the ones a trial of the same seed scores fidelity on.
-    phi = {k: v.to(device) for k, v in method_cls(pair.config).init_meta_params(
-        task, generator(task_cls.name, seed, "init")).items()}
-    batch = task.sample_batch("train", pair.config["meta_batch"],
-                              generator(task_cls.name, seed, "fidelity")).to(device)
+    built = set_up(method_cls, task_cls, pair.config,
+                   init=generator(task_cls.name, seed, "init"),
+                   batch=generator(task_cls.name, seed, "fidelity"))
+    task, phi, batch = built.task, built.phi, built.batch
     exact = task.exact_hypergradient(phi, batch)
+    if exact is None:  # plan_sweep keeps the tasks that override it; one may still decline
+        raise ValueError(f"{pair.task} gave no exact hypergradient to compare with")
 
     knob = method_cls.accuracy_knob
     points = []

@@ -26,7 +26,8 @@ from pathlib import Path
 
 import torch
 
-from benchsuite.records import provenance
+from benchsuite.planning import rerun_config
+from benchsuite.records import FINISHED, provenance
 from benchsuite.registry import Registry, changed_code
 from benchsuite.results import read_records
 from benchsuite.trial import run_trial
@@ -34,7 +35,7 @@ from benchsuite.trial import run_trial
 ENVIRONMENT_KEYS = ("torch", "numpy", "pillow", "device_name", "gpu_driver", "cuda_version",
                     "cudnn_version")
 SAMPLES = ("one-per-task", "all")
-FAILING = ("MISMATCH", "stale", "failed")
+FAILING = ("MISMATCH", "stale", "failed")  # verdicts (Verdict.result), not record statuses
 
 
 @dataclass
@@ -62,7 +63,7 @@ HEADER = ["task", "method", "seed", "re-run", "environment", "result", "s"]
 
 def choose(records: list[dict], sample: str) -> list[dict]:
     """`all` finished records, or per task the one that is cheapest to re-run."""
-    finished = [r for r in records if r["status"] == "finished"]
+    finished = [r for r in records if r["status"] == FINISHED]
     if sample == "all":
         return sorted(finished, key=lambda r: (r["task"], r["method"], r["seed"]))
     cheapest: dict[str, dict] = {}
@@ -97,9 +98,7 @@ def verify(record: dict, registry: Registry, full: bool) -> Verdict:
         return Verdict(record, "–", "–", "stale",
                        f"{' and '.join(changed)} code changed since the record was written; "
                        "re-run it")
-    config = dict(record["config"])
-    if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
-        config["device"] = "cpu"
+    config = rerun_config(record)
     missing_data = task.cls.check_data(config)
     if missing_data:
         return Verdict(record, "–", "–", "skipped", missing_data)

@@ -12,12 +12,19 @@ DARTS carries w across outer steps; a benchmark trial restarts every task from �
 the task's inner iterate after T gradient steps (T = inner_steps, the accuracy knob: the
 closer w is to the inner optimum, the closer the estimate is to the one-term Neumann
 approximation of the implicit hypergradient; it never becomes exact).
+
+On a meta-initialisation task φ enters the inner problem only through θ₀, which DARTS
+does not differentiate, so there it needs φ inside the inner loss: the proximal inner
+problem of iMAML, f(θ) + λ/2 ‖θ − φ‖² (λ = `proximal_lambda`), as Betty's iMAML example
+runs with its `darts` hypergradient (protocols/named/betty-imaml.toml). Then
+∇²_{φ,w} f u = −λ u and the estimate is ξ λ ∇_w' F(w', φ) through the same difference.
+Test-time adaptation runs the same inner loop.
 """
 
 import torch
 from torch.func import grad, grad_and_value
 
-from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
+from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
 from benchsuite.functional import (
     gradient_descent,
     gradient_step,
@@ -27,33 +34,52 @@ from benchsuite.functional import (
     tree_detach,
     tree_dot,
 )
+from benchsuite.methods.imaml import proximal_inner_loss
 
 
 class DARTS(Method):
     name = "darts"
     paper = "Liu et al. 2019 (DARTS, second-order approximation)"
-    supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
-    hyperparameters = {"fd_scale": 0.01}   # ε = fd_scale / ‖∇_w' F‖
+    supports = frozenset({HYPERPARAMETER, META_REPRESENTATION, META_INIT})
+    hyperparameters = {"fd_scale": 0.01,     # ε = fd_scale / ‖∇_w' F‖
+                       "proximal_lambda": 0.01}  # λ, meta-initialisation tasks only (Betty)
     accuracy_knob = "inner_steps"
 
+    @classmethod
+    def config_problems(cls, config):
+        return [] if config["proximal_lambda"] > 0 else ["darts needs proximal_lambda > 0"]
+
+    def inner_loss(self, task, x, y):
+        """The inner loss as a function of (θ, φ) on data (x, y)."""
+        if task.kind == META_INIT:
+            return proximal_inner_loss(task, x, y, self.config["proximal_lambda"])
+        return lambda theta, phi: task.inner_loss(theta, phi, x, y)
+
     def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"])
+        if task.kind != META_INIT:
+            return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
+                                    steps, self.config["inner_lr"])
+        inner_loss, theta = self.inner_loss(task, support_x, support_y), task.initial_theta(phi)
+        for _ in range(steps):
+            theta = gradient_step(theta, grad(inner_loss)(theta, phi), self.config["inner_lr"])
+        return theta
 
     def meta_gradient(self, task, phi, batch):
         xi = self.config["inner_lr"]
 
         def task_hypergradient(phi, support_x, support_y, query_x, query_y):
+            inner_loss = self.inner_loss(task, support_x, support_y)
             w = tree_detach(self.adapt(task, phi, support_x, support_y,
                                        self.config["inner_steps"]))
-            w_unrolled = gradient_step(w, inner_gradient(task, w, phi, support_x, support_y),
-                                       xi)
+            step = (inner_gradient(task, w, phi, support_x, support_y)
+                    if task.kind != META_INIT else grad(inner_loss)(w, phi))
+            w_unrolled = gradient_step(w, step, xi)
             (u, outer_grad_phi), outer_value = grad_and_value(task.outer_loss, argnums=(0, 1))(
                 w_unrolled, phi, query_x, query_y)
             epsilon = self.config["fd_scale"] / torch.sqrt(tree_dot(u, u)).clamp_min(1e-30)
 
             def inner_grad_phi(weights):
-                return grad(task.inner_loss, argnums=1)(weights, phi, support_x, support_y)
+                return grad(inner_loss, argnums=1)(weights, phi)
 
             plus = inner_grad_phi(tree_add(w, u, epsilon))
             minus = inner_grad_phi(tree_add(w, u, -epsilon))

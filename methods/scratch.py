@@ -115,6 +115,7 @@ class Scratch(StepSizeOnValidation, Method):
     paper = "floor: untrained φ₀, gradient descent with a validation-tuned step size"
     supports = frozenset({META_INIT, META_REPRESENTATION, HYPERPARAMETER})
     hyperparameters = {"step_grid": STEP_GRID}
+    is_floor = True  # a baseline the leaderboard sets every method against
     task_overrides = {"iterations": 0}
 
     def adapt_with(self, task, phi, support_x, support_y, steps, step_size):

@@ -52,6 +52,7 @@ class Transfer(StepSizeOnValidation, Method):
     paper = "Chen et al. 2019, 'A Closer Look at Few-shot Classification' (Baseline)"
     supports = frozenset({META_INIT, META_REPRESENTATION})
     hyperparameters = {"batch_size": 64, "step_grid": STEP_GRID}
+    is_floor = True  # a baseline the leaderboard sets every method against
     task_overrides = {"meta_chunk": 0}  # one global-label mini-batch per meta-iteration
 
     @classmethod

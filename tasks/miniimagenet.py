@@ -27,7 +27,6 @@ PROTOCOL = {
     "inner_steps": 5, "inner_lr": 0.01,
     "meta_batch": 4, "meta_lr": 1e-3, "meta_optimizer": "adam",
     "iterations": 60000,
-    "eval_inner_steps": 10,
     **CONV_EXECUTION,
 }
 

@@ -89,7 +89,6 @@ class Omniglot(FewShotClassification):
         "inner_steps": 1, "inner_lr": 0.4,
         "meta_batch": 32, "meta_lr": 1e-3, "meta_optimizer": "adam",
         "iterations": 60000,
-        "eval_inner_steps": 3,
         **CONV_EXECUTION,
     }
     quick = {"iterations": 1000}

@@ -106,7 +106,9 @@ def test_fomaml_is_the_stated_first_order_expression(registry):
 
 
 def test_reptile_update_is_phi_plus_epsilon_w_minus_phi(registry):
-    reptile, task, phi, batch, config = build(registry, "reptile", "sinusoid")
+    # one epoch over 10 support points in batches of 5 (the Reptile-Torch settings)
+    reptile, task, phi, batch, config = build(registry, "reptile", "sinusoid", inner_steps=2,
+                                              inner_lr=0.02)
     assert config["meta_optimizer"] == "sgd" and config["meta_lr"] == 0.1
     weights = []
     for t in range(len(batch)):  # explicit mini-batch SGD, written out independently

@@ -19,10 +19,13 @@ This file lives in docs/templates/, which the registry does not search (it loads
 tasks/ and the folders given with --plugins), so the template is never part of a grid.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import META_INIT, MetaGradient, Method, task_part
 from benchsuite.functional import gradient_descent
+from benchsuite.settings import Annotated, AtLeast
 
 
 class TemplateMethod(Method):
@@ -33,9 +36,18 @@ class TemplateMethod(Method):
     # The problem kinds the update applies to: META_INIT, META_REPRESENTATION and/or
     # HYPERPARAMETER. A pair outside them is recorded as n/a, never run.
     supports = frozenset({META_INIT})
-    # The method's own keys with the paper's defaults; `--set template-method.key=value`
-    # overrides one. Read them from self.config.
-    hyperparameters = {"inner_grad_clip": 0.0}  # 0: no clipping
+    @dataclass(frozen=True)
+    class Settings:
+        """The method's own config keys, with the paper's defaults: each field's type is
+        checked at planning (`Annotated[..., Positive | AtLeast(n) | Fraction]` adds a
+        range, `Literal["a", "b"]` a choice), and the string under it is what
+        `benchsuite list --settings template-method` shows. `--set
+        template-method.key=value` overrides one; read them from self.config. A key
+        must not repeat one of the task's or the runner's."""
+
+        inner_grad_clip: Annotated[float, AtLeast(0)] = 0.0
+        """Clip the adapted parameters to [−c, c]; 0 clips nothing."""
+
     # Task-level keys the paper fixes (they override the task's defaults), e.g.
     # {"meta_optimizer": "sgd"}. Leave empty to follow each task's protocol.
     task_overrides = {}

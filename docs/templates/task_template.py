@@ -31,14 +31,15 @@ class TemplateTask(Task):
     paper = "Author et al. YEAR, Section N"
     metric = "mse"            # the name of what `score` returns per example
     higher_is_better = False
-    # The paper's protocol. The first six keys are required; the rest are the task's own.
+    # The paper's set-up. The first five keys are required; the rest are the task's own.
     # Every key can be overridden with `--set key=value` or `--set template-task.key=value`.
     defaults = {
         "inner_steps": 5, "inner_lr": 0.1,          # the inner loop during meta-training
         "meta_batch": 10, "meta_lr": 1e-2,          # tasks per meta-step, meta step size
         "iterations": 1000,                         # meta-iterations (--budget paper)
-        "eval_inner_steps": 5,                      # steps before a test episode is scored
         "eval_steps": (1, 10),                      # further step counts to score at
+        # (a test episode is scored after `inner_steps` steps, the trained number,
+        # unless a protocol file names `eval_inner_steps`)
         "features": 8, "shots": 10, "query": 20,    # the task's own keys
         "task_spread": 1.0, "noise": 0.1,
     }

@@ -1,0 +1,214 @@
+"""The planning module (benchsuite.planning): one place resolves configs and plans trials;
+trial identities do not depend on which tool planned them; the package's modules import
+each other without a cycle; record statuses are named once (benchsuite.records)."""
+
+import ast
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from benchsuite import config as configuration
+from benchsuite import planning, protocols, records, reproducibility, runner, sweep
+from benchsuite.errors import UsageError
+
+PACKAGE = Path(planning.__file__).resolve().parent
+
+# maml × sinusoid, seed 0, quick budget, CPU: the trial id planned before planning moved
+# out of benchsuite/runner.py, with the code hashes of that moment. A trial id hashes the
+# config and the code: with the recorded hashes the id must come back from today's config
+# (a change here means the config of the trial changed), and with unchanged code the
+# planned id itself must be this one.
+RECORDED_ID = "b4ee15e152725d9a"
+RECORDED_CODE = {"method": "49b3dae1475c5ee5", "task": "bd7296eaf2b3b501",
+                 "engine": "987d73987e42bfab"}
+
+
+def plan_one(registry, out, **kwargs):
+    return planning.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+                         device="cpu", options={}, set_items=[], out=out, **kwargs)[0]
+
+
+def test_trial_identity_survives_the_move(registry, tmp_path):
+    spec = plan_one(registry, Path("/tmp/x"))
+    assert configuration.trial_id("maml", "sinusoid", spec.config, RECORDED_CODE) == RECORDED_ID
+    assert spec.trial_id == configuration.trial_id("maml", "sinusoid", spec.config, spec.code)
+    if spec.code == RECORDED_CODE:
+        assert spec.trial_id == RECORDED_ID
+    assert spec.path == Path("/tmp/x") / "sinusoid" / "maml" / f"seed0-{spec.trial_id}.json"
+    assert spec.protocol["kind"] == "paper" and spec.protocol["name"] == "maml/sinusoid"
+
+
+def test_runner_plan_is_the_planner(registry, tmp_path):
+    # kept importable from the runner for benchsuite.tune and older callers
+    assert runner.plan is planning.plan and runner.TrialSpec is planning.TrialSpec
+    assert runner.select is planning.select
+    a = plan_one(registry, tmp_path)
+    b = runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+                    device="cpu", options={}, set_items=[], out=tmp_path)[0]
+    assert a == b
+
+
+def test_trial_specs_are_frozen(registry, tmp_path):
+    spec = plan_one(registry, tmp_path)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.seed = 1  # type: ignore[misc]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        spec.config = {}  # type: ignore[misc]
+    assert dataclasses.fields(spec)[-1].name == "protocol"
+    bare = planning.TrialSpec(method="m", task="t", seed=0, config={}, trial_id="i", code={},
+                              method_path="", task_path="", path=tmp_path, objective={})
+    assert bare.protocol == {} and bare.incompatible is None and bare.command == ""
+
+
+def test_plan_pair_is_one_cell_of_the_grid(registry, tmp_path):
+    grid = planning.plan(registry, methods="maml,fomaml", tasks="sinusoid", seeds=2,
+                         budget="quick", device="cpu", options={"iterations": 7},
+                         set_items=["maml.inner_lr=0.05"], out=tmp_path)
+    loaded = protocols.load()
+    overrides = configuration.parse_overrides(["maml.inner_lr=0.05"], {"maml", "fomaml",
+                                                                       "sinusoid"})
+    options = {"iterations": 7, **reproducibility.config_entries("cpu", False)}
+    for spec in grid:
+        protocol = planning.pair_protocol(registry, loaded, spec.method, spec.task)
+        assert spec == planning.plan_pair(registry, spec.method, spec.task, spec.seed,
+                                          budget="quick", device="cpu", options=options,
+                                          overrides=overrides, out=tmp_path,
+                                          protocol=protocol)
+        assert spec.config == planning.resolve_pair(
+            registry, spec.method, spec.task, seed=spec.seed, budget="quick", device="cpu",
+            options=options, overrides=overrides, protocol=protocol)
+    maml = next(s for s in grid if s.method == "maml")
+    assert maml.config["inner_lr"] == 0.05 and maml.config["iterations"] == 7
+
+
+def test_the_sweep_resolves_like_a_trial(registry):
+    (pair,) = sweep.plan_sweep(registry, methods="maml", tasks="quadratic", seed=3,
+                               device="cpu", set_items=["inner_steps=4"])
+    loaded = protocols.load()
+    assert pair.config == planning.resolve_pair(
+        registry, "maml", "quadratic", seed=3, budget="quick", device="cpu", options={},
+        overrides=configuration.parse_overrides(["inner_steps=4"], set()),
+        protocol=planning.pair_protocol(registry, loaded, "maml", "quadratic"))
+    assert pair.config["inner_steps"] == 4
+
+
+def test_the_sweep_checks_the_device_as_run_does(registry):
+    with pytest.raises(UsageError, match="unknown --device 'nope'"):
+        sweep.plan_sweep(registry, methods="maml", tasks="quadratic", seed=0, device="nope",
+                         set_items=[])
+
+
+def test_rerun_config_copies_and_keeps_the_cpu(registry, tmp_path):
+    spec = plan_one(registry, tmp_path)
+    record = records.new_record(spec, records.FINISHED)
+    config = planning.rerun_config(record)
+    assert config == spec.config and config is not record["config"]
+
+
+# -- imports -----------------------------------------------------------------------------------
+def module_imports(path: Path, modules: set[str]) -> set[str]:
+    """The benchsuite modules the file imports at module level (inside `if TYPE_CHECKING:`,
+    other `if`s and `try` included; imports inside functions are not)."""
+    found: set[str] = set()
+
+    def visit(body):
+        for node in body:
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    parts = alias.name.split(".")
+                    if parts[0] == "benchsuite" and len(parts) > 1 and parts[1] in modules:
+                        found.add(parts[1])
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                parts = node.module.split(".")
+                if parts[0] != "benchsuite":
+                    continue
+                if len(parts) > 1:
+                    if parts[1] in modules:
+                        found.add(parts[1])
+                else:
+                    found.update(a.name for a in node.names if a.name in modules)
+            elif isinstance(node, ast.If):
+                visit(node.body)
+                visit(node.orelse)
+            elif isinstance(node, ast.Try):
+                visit(node.body)
+                visit(node.orelse)
+                visit(node.finalbody)
+                for handler in node.handlers:
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text(), filename=str(path)).body)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = {p.stem: p for p in PACKAGE.glob("*.py")}
+    return {name: module_imports(path, set(files)) - {name} for name, path in files.items()}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, str] = {}
+    stack: list[str] = []
+
+    def visit(node):
+        state[node] = "open"
+        stack.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return [*stack[stack.index(target):], target]
+            if target not in state:
+                cycle = visit(target)
+                if cycle:
+                    return cycle
+        stack.pop()
+        state[node] = "done"
+        return None
+
+    for node in sorted(graph):
+        if node not in state:
+            cycle = visit(node)
+            if cycle:
+                return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_one():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_benchsuite_modules_import_each_other_without_a_cycle():
+    graph = import_graph()
+    assert {"planning", "records", "runner"} <= set(graph)
+    assert graph["planning"] >= {"records", "config", "protocols"}
+    # records types the spec structurally: it imports neither the planner nor the runner
+    assert not {"planning", "runner"} & graph["records"]
+    assert "runner" not in graph["planning"]
+    cycle = find_cycle(graph)
+    assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+# -- statuses ----------------------------------------------------------------------------------
+def test_one_status_vocabulary():
+    assert records.STATUSES == (records.FINISHED, records.NOT_APPLICABLE, records.FAILED,
+                                records.DIVERGED, records.OOM, records.TIMEOUT)
+    assert records.STATUSES == ("finished", "n/a", "failed", "diverged", "oom", "timeout")
+    assert set(records.GOOD_STATUSES) <= set(records.DONE_STATUSES) <= set(records.STATUSES)
+    assert records.DONE_STATUSES == ("finished", "n/a", "diverged")
+    assert records.GOOD_STATUSES == ("finished", "n/a")
+    assert runner.GOOD_STATUSES is records.GOOD_STATUSES
+
+
+def string_constants(path: Path) -> set[str]:
+    return {node.value for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+
+
+@pytest.mark.parametrize("module, allowed", [
+    ("runner", set()), ("executors", set()), ("sweep", set()), ("planning", set()),
+    ("verify", {"failed"}),  # a verdict of benchsuite verify, not a record's status
+])
+def test_statuses_are_named_not_spelled(module, allowed):
+    spelled = string_constants(PACKAGE / f"{module}.py") & set(records.STATUSES)
+    assert spelled <= allowed, f"{module}.py spells statuses {sorted(spelled - allowed)}"
