@@ -115,6 +115,11 @@ def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
     if unknown:
         raise UsageError(f"{method_cls.name} × {task_cls.name}: its protocol sets "
                          f"{', '.join(unknown)}, which neither has; fix the protocol file")
+    for key, value in protocol.items():
+        if not same_kind(value, config[key]):
+            raise UsageError(f"{method_cls.name} × {task_cls.name}: its protocol sets "
+                             f"{key} = {value!r}, not of the type of its default "
+                             f"{config[key]!r}")
     config.update(protocol)
     config.update({k: v for k, v in options.items() if v is not None})
     scored_explicitly = "eval_inner_steps" in protocol
@@ -131,6 +136,18 @@ def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
     if problems:
         raise UsageError(f"{method_cls.name} × {task_cls.name}: {problems[0]}")
     return config
+
+
+def same_kind(value: Any, default: Any) -> bool:
+    """Whether `value` can stand where `default` does: the same type, or a whole number
+    where a float is expected (TOML writes 1e-3 and 1.0, but also 1)."""
+    if isinstance(default, bool) or isinstance(value, bool):
+        return isinstance(value, bool) and isinstance(default, bool)
+    if isinstance(default, float):
+        return isinstance(value, int | float)
+    if isinstance(default, tuple):
+        return isinstance(value, tuple)
+    return isinstance(value, type(default))
 
 
 def value_problems(config: Mapping[str, Any]) -> list[str]:

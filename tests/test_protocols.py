@@ -92,6 +92,10 @@ def test_bad_protocol_selections_stop_at_planning(registry, methods, tasks, prot
     ("[sinusoid\n", "not valid TOML"),
     ('[sinusoid]\nsource = "x"\nsettings = { inner_lr = nan }\n', "not a finite number"),
     ('[sinusoid]\nsource = "x"\nsettings = { no_such_key = 1 }\n', "sets no_such_key"),
+    ('[sinusoid]\nsource = "x"\nsettings = { inner_lr = "fast" }\n',
+     "inner_lr = 'fast', not of the type of its default 0.01"),
+    ('[sinusoid]\nsource = "x"\nsettings = { inner_steps = 1.5 }\n',
+     "inner_steps = 1.5, not of the type of its default 1"),
 ])
 def test_malformed_protocol_files_are_usage_errors(registry, tmp_path, text, message):
     (tmp_path / "paper").mkdir()
