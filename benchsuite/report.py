@@ -360,8 +360,9 @@ def task_table(frame: pd.DataFrame, metric: str,
             cells.append(step_text(cell_for(row.done, metric, steps)))
         for key in hypergrad:
             cells.append(scalar_cell(row.done, key).text())
-        trained = sorted({str(c.get("inner_steps", "–")) for c in row.done.config})
-        cells.append(", ".join(trained) or "–")
+        for key in ("inner_steps", "eval_inner_steps", "iterations"):
+            values = sorted({int(c[key]) for c in row.done.config if key in c})
+            cells.append(", ".join(map(str, values)) or "–")
         per_iter = [t["per_iteration_s"] for t in row.done.timing if t.get("per_iteration_s")]
         cells.append(fmt(pd.Series(per_iter).median(), 3) if per_iter else "–")
         totals = [t["total_s"] for t in row.done.timing]
@@ -381,8 +382,8 @@ def task_table(frame: pd.DataFrame, metric: str,
     if floor is not None:
         header.append("vs best floor")
     header += [f"after {s} steps" for s in other_steps] + hypergrad
-    header += ["trained with inner steps", "s / meta-iter (median)", "total s", "peak MiB",
-               "status"]
+    header += ["trained with inner steps", "scored after steps", "meta-iterations",
+               "s / meta-iter (median)", "total s", "peak MiB", "status"]
     return (tabulate(table, header, tablefmt="github",
                       disable_numparse=list(range(1, len(header)))),
             not_applicable, notes, rows)
@@ -648,7 +649,7 @@ def protocol_lines(rows: list[Row]) -> list[str]:
         for protocol in row.protocols:
             if protocol["kind"] in ("defaults", "floor"):
                 continue
-            text = f"- {row.label} — {protocol['label']}: {protocol['source']}"
+            text = f"- {row.label} — {protocol['label']}: {protocol['source'].rstrip('.')}."
             if protocol.get("deviations"):
                 text += f" Deviations: {protocol['deviations']}"
             lines.append(text)
