@@ -55,7 +55,7 @@ from benchmarks.workloads import (
     rounds,
     sweep_overrides,
 )
-from benchsuite import runner
+from benchsuite import planning, runner
 from benchsuite.executors import LocalExecutor
 from benchsuite.records import cpu_model, read_record
 from benchsuite.registry import discover
@@ -121,7 +121,7 @@ def memory_sweep(registry, folder: Path) -> list[dict]:
         for steps in SWEEP_STEPS:
             items = [f"{k}={v}" for k, v in sweep_overrides(method, steps).items()]
             items += ["test_episodes=50", "val_episodes=10", "curve_points=1"]
-            specs = runner.plan(registry, methods=method, tasks=SWEEP_TASK, seeds=1,
+            specs = planning.plan(registry, methods=method, tasks=SWEEP_TASK, seeds=1,
                                 budget="quick", device=DEVICE,
                                 options={"iterations": SWEEP_ITERATIONS, "meta_batch": None},
                                 set_items=items, out=folder)
@@ -139,7 +139,7 @@ PAPER_ITERATIONS = 70000  # the sinusoid protocol's meta-iterations (Finn et al.
 def runner_overhead(registry, folder: Path, iterations: int = OVERHEAD_ITERATIONS) -> dict:
     """Share of a sinusoid trial's wall-clock spent outside the measured work (meta-steps,
     sampling, evaluation, fidelity): records, progress, curve bookkeeping, process start."""
-    specs = runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+    specs = planning.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
                         device=DEVICE, options={"iterations": iterations, "meta_batch": None},
                         set_items=[], out=folder)
     start = time.perf_counter()

@@ -66,7 +66,7 @@ def run(
                                             "methods and settings."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
-    from benchsuite import data, executors, reproducibility, runner
+    from benchsuite import data, executors, planning, reproducibility, runner
     from benchsuite import registry as plugin_registry
 
     executors.quiet_library_warnings()  # planning imports the plugins and their libraries
@@ -80,7 +80,7 @@ def run(
         trial_executor = executors.make_executor(executor, timeout=timeout, address=address,
                                                  jobs=jobs)
         registry = plugin_registry.discover(plugins)
-        specs = runner.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
+        specs = planning.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
                             budget=budget, device=device,
                             options={"iterations": iterations, "meta_batch": meta_batch},
                             set_items=set_, out=out, device_here=executor != "ray",

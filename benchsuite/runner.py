@@ -16,10 +16,7 @@ from dataclasses import dataclass, field
 
 from tabulate import tabulate
 
-# Planning lives in benchsuite.planning. `plan`, `select` and `TrialSpec` stay importable
-# from here for the callers that predate the move (benchsuite.tune, benchmarks/performance.py,
-# tests that patch `runner.plan`, which the CLI's `run` therefore calls through this module).
-from benchsuite.planning import TrialSpec, plan, select
+from benchsuite.planning import TrialSpec
 from benchsuite.records import (
     GOOD_STATUSES,
     NOT_APPLICABLE,
@@ -28,7 +25,7 @@ from benchsuite.records import (
     write_atomic,
 )
 
-__all__ = ["RunSummary", "TrialSpec", "execute", "plan", "select", "stop_on_signals"]
+__all__ = ["RunSummary", "execute", "stop_on_signals"]
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

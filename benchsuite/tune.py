@@ -9,7 +9,7 @@ without tuning (the task's defaults, the method's hyperparameters, the command l
 - every other method: inner_lr × {1, 1/4} crossed with meta_lr × {1, 3}.
 
 Each grid point is planned as `--set <method>.<key>=<value>` overrides through
-benchsuite.runner.plan (so everything is validated before anything runs), run × seeds
+benchsuite.planning.plan (so everything is validated before anything runs), run × seeds
 with benchsuite.runner.execute (records are kept, so a re-run resumes) and scored by the
 mean over seeds of the last learning-curve point's `val_<metric>`: the task's fixed
 validation episodes, never the test episodes. A point with a trial that did not finish,
@@ -35,8 +35,8 @@ from typing import Any
 
 from tabulate import tabulate
 
+from benchsuite import planning
 from benchsuite import protocols as protocol_files
-from benchsuite import runner
 from benchsuite.errors import UsageError
 from benchsuite.records import FINISHED, git_commit, read_record, write_text_atomic
 from benchsuite.registry import Registry
@@ -59,7 +59,7 @@ class TuneJob:
     """The config the trial would run with untuned (seed 0)."""
     keys: tuple[str, ...]
     grid: list[dict[str, float]]
-    specs: list[list[runner.TrialSpec]]
+    specs: list[list[planning.TrialSpec]]
     """specs[i]: the trials (one per seed) of grid point i."""
     metric: str
     higher_is_better: bool
@@ -71,7 +71,7 @@ class TuneJob:
         return f"{self.method} × {self.task}"
 
     @property
-    def trials(self) -> list[runner.TrialSpec]:
+    def trials(self) -> list[planning.TrialSpec]:
         return [spec for point in self.specs for spec in point]
 
 
@@ -98,10 +98,10 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
     """Every pair's grid, planned and validated; nothing is run or written. Named pairs
     that are floors, have a paper protocol or cannot run together are usage errors;
     with `all`, such pairs are left out."""
-    method_names = [registry.method(n).cls.name for n in runner.select(
+    method_names = [registry.method(n).cls.name for n in planning.select(
         methods, registry.canonical_methods(), registry.method)]
     method_names = list(dict.fromkeys(method_names))
-    task_names = runner.select(tasks, registry.canonical_tasks(), registry.task)
+    task_names = planning.select(tasks, registry.canonical_tasks(), registry.task)
     every = methods.strip() == "all" or tasks.strip() == "all"
     pairs = []
     for task_name in task_names:
@@ -123,7 +123,7 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
     common: dict[str, Any] = dict(budget=budget, device=device, options=options, out=out,
                   device_here=device_here, command=command, protocols=untuned)
     # one plan of the whole selection validates the user's --set items against it
-    bases = {(s.method, s.task): s for s in runner.plan(
+    bases = {(s.method, s.task): s for s in planning.plan(
         registry, methods=",".join(m for m, _ in pairs), tasks=",".join(
             dict.fromkeys(t for _, t in pairs)), seeds=1, set_items=set_items, **common)}
     jobs = []
@@ -131,7 +131,7 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
         base = bases[method_name, task_name]
         keys, grid = grid_for(base.config)
         own = _items_for(set_items, registry, method_name, task_name, base.config)
-        specs = [runner.plan(registry, methods=method_name, tasks=task_name, seeds=seeds,
+        specs = [planning.plan(registry, methods=method_name, tasks=task_name, seeds=seeds,
                              set_items=[*own, *(f"{method_name}.{k}={v!r}"
                                                 for k, v in point.items())], **common)
                  for point in grid]
@@ -167,7 +167,7 @@ def _items_for(set_items: list[str], registry: Registry, method: str, task: str,
     return kept
 
 
-def score_point(specs: list[runner.TrialSpec], metric: str) -> float:
+def score_point(specs: list[planning.TrialSpec], metric: str) -> float:
     """The mean over seeds of the last curve point's `val_<metric>`; NaN if a trial did not
     finish or has no curve."""
     values = []

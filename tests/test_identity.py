@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from benchsuite import identity, report, runner
+from benchsuite import identity, planning, report
 from benchsuite.identity import ENGINE, engine_files, imported_engine_modules
 from benchsuite.records import new_record
 
@@ -35,7 +35,7 @@ def test_imports_are_read_from_the_source(tmp_path):
 
 
 def plan_one(registry, out):
-    return runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+    return planning.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
                        device="cpu", options={}, set_items=[], out=out)[0]
 
 

@@ -39,16 +39,6 @@ def test_trial_identity_survives_the_move(registry, tmp_path):
     assert spec.protocol["kind"] == "paper" and spec.protocol["name"] == "maml/sinusoid"
 
 
-def test_runner_plan_is_the_planner(registry, tmp_path):
-    # kept importable from the runner for benchsuite.tune and older callers
-    assert runner.plan is planning.plan and runner.TrialSpec is planning.TrialSpec
-    assert runner.select is planning.select
-    a = plan_one(registry, tmp_path)
-    b = runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
-                    device="cpu", options={}, set_items=[], out=tmp_path)[0]
-    assert a == b
-
-
 def test_trial_specs_are_frozen(registry, tmp_path):
     spec = plan_one(registry, tmp_path)
     with pytest.raises(dataclasses.FrozenInstanceError):

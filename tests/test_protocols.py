@@ -7,8 +7,8 @@ import pytest
 import torch
 from torch.func import grad
 
+from benchsuite import planning, runner
 from benchsuite import protocols as protocol_files
-from benchsuite import runner
 from benchsuite.errors import UsageError
 from benchsuite.methods.reptile import adam_direction
 from tests.conftest import SHARED_OMNIGLOT
@@ -20,7 +20,7 @@ def plan(registry, methods, tasks, *, root=protocol_files.ROOT, **kwargs):
     options = dict(seeds=1, budget="quick", device="cpu", options={}, set_items=[],
                    out="/tmp/benchsuite-protocol-test")
     options.update(kwargs)
-    return runner.plan(registry, methods=methods, tasks=tasks,
+    return planning.plan(registry, methods=methods, tasks=tasks,
                        protocols=protocol_files.load(root), **options)
 
 

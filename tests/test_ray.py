@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite import executors, runner
+from benchsuite import executors, planning, runner
 from benchsuite.records import read_record
 from benchsuite.registry import discover
 
@@ -70,7 +70,7 @@ def ray_cluster():
 
 
 def grid(out: Path, methods: str = "maml,fomaml", plugins=()):
-    return runner.plan(discover(plugins), methods=methods, tasks="sinusoid", seeds=1,
+    return planning.plan(discover(plugins), methods=methods, tasks="sinusoid", seeds=1,
                        budget="quick", device="cpu", options={"iterations": 5},
                        set_items=TINY_SETTINGS, out=out, device_here=False)
 
@@ -117,7 +117,7 @@ def test_lost_workers_are_retried_then_recorded_and_settings_travel(ray_cluster,
 
 
 def test_cuda_trials_ask_ray_for_one_gpu(tmp_path):
-    [spec] = runner.plan(discover(), methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+    [spec] = planning.plan(discover(), methods="maml", tasks="sinusoid", seeds=1, budget="quick",
                          device="cuda", options={}, set_items=[], out=tmp_path,
                          device_here=False)
     assert executors.ray_resources(spec) == {"num_cpus": 1, "num_gpus": 1}

@@ -213,12 +213,12 @@ def test_a_rerun_keeps_results_and_retries_failures(tmp_path):
 
 
 def test_a_plugin_edited_after_planning_fails_its_trial(tmp_path):
-    from benchsuite import executors, runner
+    from benchsuite import executors, planning
     from benchsuite.registry import discover
 
     plugins = plugin_folder(tmp_path / "plugins", toy="from benchsuite.methods.maml import MAML\n\n"
                             "class Toy(MAML):\n    name, aliases = 'toy', ()\n")
-    [spec] = runner.plan(discover([plugins]), methods="toy", tasks="sinusoid", seeds=1,
+    [spec] = planning.plan(discover([plugins]), methods="toy", tasks="sinusoid", seeds=1,
                          budget="quick", device="cpu", options={"iterations": 2},
                          set_items=[], out=tmp_path / "out")
     with open(plugins / "toy.py", "a") as source:

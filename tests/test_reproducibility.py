@@ -13,7 +13,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from benchsuite import reproducibility, runner
+from benchsuite import planning, reproducibility
 from benchsuite.cli import app
 from benchsuite.records import provenance
 from benchsuite.reproducibility import CUBLAS_SETTING, CUBLAS_VARIABLE
@@ -169,7 +169,7 @@ def test_driver_version_from_nvidia_smi_or_none(monkeypatch):
 
 
 def _plan(registry, device: str, nondeterministic: bool, out: Path):
-    return runner.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
+    return planning.plan(registry, methods="maml", tasks="sinusoid", seeds=1, budget="quick",
                        device=device, options={"iterations": 2, "meta_batch": None},
                        set_items=[], out=out, nondeterministic=nondeterministic)
 
@@ -211,13 +211,13 @@ def test_run_trial_applies_the_settings_first(registry, monkeypatch):
 
 def test_cli_passes_nondeterministic(monkeypatch, tmp_path):
     calls = []
-    real_plan = runner.plan
+    real_plan = planning.plan
 
     def recording_plan(*args, **kwargs):
         calls.append(kwargs.get("nondeterministic"))
         return real_plan(*args, **kwargs)
 
-    monkeypatch.setattr(runner, "plan", recording_plan)
+    monkeypatch.setattr(planning, "plan", recording_plan)
     monkeypatch.setenv(CUBLAS_VARIABLE, "restored-to-absent-after-the-test")
     monkeypatch.delenv(CUBLAS_VARIABLE)
     arguments = ["run", "--methods", "maml", "--tasks", "sinusoid", "--device", "cpu",

@@ -38,7 +38,7 @@ def test_missing_data_exits_2_naming_the_files_and_writes_nothing(tmp_path, task
 
 
 def test_data_root_is_not_part_of_the_trial_identity(registry, tmp_path, monkeypatch):
-    from benchsuite.runner import plan
+    from benchsuite.planning import plan
 
     ids = []
     for name in ("here", "there"):

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from benchsuite import planning, tune
 from benchsuite import protocols as protocol_files
-from benchsuite import runner, tune
 from benchsuite.cli import app
 from benchsuite.results import read_records
 
@@ -76,7 +76,7 @@ def test_tuned_file_round_trips_into_a_planned_trial(tuned, registry, tmp_path):
     protocol = loaded.tuned["fomaml", "sinusoid"]
     assert protocol.budget == 4 and dict(protocol.settings) == table["fomaml"]["settings"]
     assert loaded.tuned["anil", "sinusoid"].settings == {"inner_lr": 0.5}  # kept
-    (spec,) = runner.plan(registry, methods="fomaml", tasks="sinusoid", seeds=1,
+    (spec,) = planning.plan(registry, methods="fomaml", tasks="sinusoid", seeds=1,
                           budget="quick", device="cpu", options={}, set_items=[],
                           out=tmp_path, protocols=loaded)
     assert spec.config["inner_lr"] == table["fomaml"]["settings"]["inner_lr"]
