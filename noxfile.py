@@ -103,7 +103,7 @@ REFERENCE_GRIDS = (
      "--data-root", OMNIGLOT_SUBSET],
     ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg,scratch",
      "--tasks", "hypercleaning"],
-    ["--methods", "anil,fomaml,l2l-maml,maml,metasgd,pretrain,reptile,trhg,scratch",
+    ["--methods", "anil,fomaml,l2l-maml,maml,metasgd,mtnet,pretrain,reptile,trhg,warpgrad,scratch",
      "--tasks", "logistic"],
 )
 PROTOCOL_RUNS = (

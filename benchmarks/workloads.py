@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 
 from benchsuite.data import DATA_ROOT_VARIABLE, data_root
-from benchsuite.planning import resolve_pair, set_up
+from benchsuite.planning import resolve_pair
 from benchsuite.seeding import generator
-from benchsuite.trial import meta_gradient
+from benchsuite.trial import meta_gradient, set_up
 
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT_SMALL = REPO.parent / "shared" / "data" / "omniglot-small"
@@ -291,6 +291,6 @@ def build_workload(registry, workload: str, method: str, device: str = DEVICE,
                           options=options)
     folder, _ = data_source(task_cls, config)
     with data_root_at(folder):
-        built = set_up(method_cls, task_cls, config, init=generator("bench", "init"),
-                       batch=generator("bench", "batch"))
-    return BuiltWorkload(built.method, built.task, built.phi, built.batch, config)
+        built = set_up(method_cls, task_cls, config, init=generator("bench", "init"))
+        batch = built.episodes("train", config["meta_batch"], generator("bench", "batch"))
+    return BuiltWorkload(built.method, built.task, built.phi, batch, config)

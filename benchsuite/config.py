@@ -153,7 +153,7 @@ def same_kind(value: Any, default: Any) -> bool:
 def value_problems(config: Mapping[str, Any]) -> list[str]:
     """Values no trial can run with, whatever the plugin: a non-finite number anywhere, or
     a runner choice that is not one of its words. Ranges of the keys are the task's and
-    the method's checks (Task.check_config, Method.config_problems)."""
+    the plugins' typed settings (benchsuite.settings) and Task.check_config."""
     problems = []
     for key, value in config.items():
         numbers = value if isinstance(value, tuple) else (value,)

@@ -9,80 +9,38 @@ support set and returns the gradient for φ (plus its own extra meta-parameters,
 any). Methods never look at a task's data layout; tasks never know which method runs.
 
 Both are plugins: one class per file in `methods/` and `tasks/`, found by the registry. The
-engine (runner, trial, report) talks to them only through the classes below.
+engine (runner, trial, report) talks to them only through the classes below and the values
+of benchsuite.structures, which this module exports for plugins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
 
-Params = dict[str, torch.Tensor]
-LayerTransforms = Sequence[Callable[[torch.Tensor], torch.Tensor]]
-"""One function per layer of a task's model, applied to that layer's affine output (batch
-first, the layer's output units — features or channels — on dimension 1) before its
-nonlinearity and normalisation: MT-net's T and WarpGrad's warp layers."""
+from benchsuite import settings
+from benchsuite.functional import gradient_descent
+from benchsuite.structures import (
+    OWNED_SEPARATOR,
+    EpisodeBatch,
+    LayerTransforms,
+    MetaGradient,
+    Params,
+    owned,
+    owned_part,
+    task_part,
+)
 
-OWNED_SEPARATOR = ":"
-"""A method's own meta-parameters (Meta-SGD's step sizes, MT-net's transforms, ...) sit in
-φ beside the task's under keys "group:name"; a task's keys never contain the separator."""
-
-
-def owned(group: str, params: Params) -> Params:
-    """`params` as the method-owned group `group` of φ."""
-    return {f"{group}{OWNED_SEPARATOR}{k}": v for k, v in params.items()}
-
-
-def owned_part(phi: Params, group: str) -> Params:
-    """The method-owned group `group` of φ, keyed by name."""
-    prefix = f"{group}{OWNED_SEPARATOR}"
-    return {k[len(prefix):]: v for k, v in phi.items() if k.startswith(prefix)}
-
-
-def task_part(phi: Params) -> Params:
-    """The task's own meta-parameters in φ, without any method-owned group."""
-    return {k: v for k, v in phi.items() if OWNED_SEPARATOR not in k}
-
+__all__ = ["HYPERPARAMETER", "META_INIT", "META_REPRESENTATION", "OWNED_SEPARATOR",
+           "PROBLEM_KINDS", "DataMissing", "EpisodeBatch", "LayerTransforms", "MetaGradient",
+           "Method", "Params", "Task", "owned", "owned_part", "task_part"]
 
 META_INIT = "meta-initialisation"
 META_REPRESENTATION = "meta-representation"
 HYPERPARAMETER = "hyperparameter"
 PROBLEM_KINDS = (META_INIT, META_REPRESENTATION, HYPERPARAMETER)
-
-
-@dataclass
-class EpisodeBatch:
-    """Episodes stacked along a leading task dimension: `support_x[t]` is task t's support."""
-
-    support_x: torch.Tensor
-    support_y: torch.Tensor
-    query_x: torch.Tensor
-    query_y: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.support_x.shape[0]
-
-    def to(self, device: torch.device | str) -> EpisodeBatch:
-        return EpisodeBatch(*(t.to(device) for t in self.tensors()))
-
-    def tensors(self) -> tuple[torch.Tensor, ...]:
-        return (self.support_x, self.support_y, self.query_x, self.query_y)
-
-    def slice(self, start: int, stop: int) -> EpisodeBatch:
-        return EpisodeBatch(*(t[start:stop] for t in self.tensors()))
-
-
-@dataclass
-class MetaGradient:
-    """What one meta-step returns: the hypergradient for every meta-parameter, the mean
-    outer loss of the meta-batch it was computed on, and method-specific scalars."""
-
-    grads: Params
-    outer_loss: float
-    extras: dict[str, float] = field(default_factory=dict)
 
 
 class DataMissing(Exception):
@@ -109,6 +67,13 @@ class Task:
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     defaults: ClassVar[dict[str, Any]] = {}
+    declared_settings: ClassVar[tuple[settings.Setting, ...]] = ()
+    """The keys of the task's typed `Settings` (benchsuite.settings), set when the class
+    is defined; their defaults join `defaults`."""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        settings.adopt(cls, "defaults")
 
     def __init__(self, config: Mapping[str, Any], device: torch.device):
         self.config = config
@@ -224,6 +189,16 @@ class Method:
     """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
     episode of a vmapped chunk its own draws."""
     accuracy_knob: ClassVar[str | None] = None
+    first_order: ClassVar[bool] = False
+    """Whether the default `adapt` treats each inner gradient as a constant (no
+    second-order graph through the inner loop)."""
+    declared_settings: ClassVar[tuple[settings.Setting, ...]] = ()
+    """The keys of the method's typed `Settings` (benchsuite.settings), set when the class
+    is defined; their defaults are `hyperparameters`."""
+
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        settings.adopt(cls, "hyperparameters")
 
     def __init__(self, config: Mapping[str, Any]):
         self.config = config
@@ -247,8 +222,13 @@ class Method:
 
     def adapt(self, task: Task, phi: Params, support_x, support_y, steps: int) -> Params:
         """θ adapted on one task's support set with `steps` inner steps, as this method
-        adapts at test time."""
-        raise NotImplementedError
+        adapts at test time (and, for most methods, inside `meta_gradient`). The default
+        is MAML's inner loop: `steps` steps of θ ← θ − α ∇_θ f(θ, φ; S) from θ₀(φ) with
+        α = inner_lr, differentiable through every step unless `first_order`. A method
+        with another inner loop (a proximal term, learned step sizes, transforms)
+        overrides it."""
+        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
+                                steps, self.config["inner_lr"], first_order=self.first_order)
 
     def after_training(self, task: Task, phi: Params) -> None:
         """Called once when meta-training has ended, before the test episodes are scored

@@ -10,7 +10,7 @@ config's `batching` says whether its tasks are vmapped together or looped over.
 
 The conv models need one more fact: whether the code is running under `torch.func.vmap`
 over tasks, where PyTorch's native batch norm has a wrong second derivative (tests/
-test_conv4.py); `over_tasks` marks those calls with `vmapping_tasks`.
+test_conv4.py); `over_tasks` marks those calls with `running_tasks(TASKS_VMAPPED)`.
 """
 
 from __future__ import annotations
@@ -22,42 +22,38 @@ from typing import Any
 
 import torch
 
-from benchsuite.contract import EpisodeBatch, MetaGradient, Params
+from benchsuite.structures import EpisodeBatch, MetaGradient, Params
 
-_VMAPPING = contextvars.ContextVar("vmapping_tasks", default=False)
-_AUTOGRAD = contextvars.ContextVar("autograd_meta_gradient", default=False)
+TASKS_VMAPPED = "vmapped"
+"""Tasks processed together with torch.func.vmap (functional.over_tasks, batching "vmap")."""
+TASKS_LOOPED = "looped"
+"""A meta-gradient taken with plain autograd over tasks looped one by one."""
+
+_ENCLOSING = contextvars.ContextVar[tuple[str, ...]]("enclosing_task_execution", default=())
 
 
 @contextlib.contextmanager
-def vmapping_tasks() -> Iterator[None]:
-    """Marks the forward computations run inside a vmap over tasks."""
-    token = _VMAPPING.set(True)
+def running_tasks(how: str) -> Iterator[None]:
+    """Marks the computations inside as run over tasks `how` (TASKS_VMAPPED or
+    TASKS_LOOPED), inside whatever encloses them."""
+    token = _ENCLOSING.set((*_ENCLOSING.get(), how))
     try:
         yield
     finally:
-        _VMAPPING.reset(token)
+        _ENCLOSING.reset(token)
 
 
 def under_task_vmap() -> bool:
     """Whether the current forward pass runs inside a vmap over tasks."""
-    return _VMAPPING.get()
-
-
-@contextlib.contextmanager
-def autograd_meta_gradient() -> Iterator[None]:
-    """Marks a meta-gradient taken with plain autograd (tasks looped over, not vmapped):
-    inner gradients inside it are taken with torch.autograd.grad as well."""
-    token = _AUTOGRAD.set(True)
-    try:
-        yield
-    finally:
-        _AUTOGRAD.reset(token)
+    return TASKS_VMAPPED in _ENCLOSING.get()
 
 
 def plain_autograd() -> bool:
     """Whether inner gradients should be taken with plain autograd here: inside a looped
     meta-gradient, with gradients recorded, outside any vmap over tasks."""
-    return _AUTOGRAD.get() and torch.is_grad_enabled() and not _VMAPPING.get()
+    enclosing = _ENCLOSING.get()
+    return TASKS_LOOPED in enclosing and TASKS_VMAPPED not in enclosing and (
+        torch.is_grad_enabled())
 
 
 def chunk_bounds(tasks: int, chunk: int) -> list[tuple[int, int]]:

@@ -171,14 +171,6 @@ class FewShotClassification(Task):
                    f"{error}); {problem}"
         return cls.data_problem(root, config)
 
-    @classmethod
-    def check_config(cls, config):
-        problems = super().check_config(config)
-        for key, least in (("ways", 2), ("shots", 1), ("query", 1), ("filters", 1)):
-            if config[key] < least:
-                problems.append(f"{key} must be at least {least} (got {config[key]})")
-        return problems
-
     def split_images(self, split: str) -> ClassImages:
         """The images of `split`, read from disk once."""
         if split not in self.images:

@@ -9,16 +9,24 @@ or a task by name.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch.func import grad, jvp, vmap
 from torch.utils._pytree import tree_map
 
-from benchsuite.contract import EpisodeBatch, LayerTransforms, MetaGradient, Method, Params, Task
-from benchsuite.execution import autograd_meta_gradient, plain_autograd, vmapping_tasks
+from benchsuite.execution import TASKS_LOOPED, TASKS_VMAPPED, plain_autograd, running_tasks
+from benchsuite.structures import EpisodeBatch, MetaGradient, Params
 
 StepSize = float | Mapping[str, torch.Tensor]
+
+
+class InnerProblem(Protocol):
+    """What an inner loop needs of a task: its inner loss f(θ, φ; x, y) (a Task, or a task
+    seen through per-layer transforms, benchsuite.layer_transforms)."""
+
+    def inner_loss(self, theta: Params, phi: Params, x: torch.Tensor,
+                   y: torch.Tensor) -> torch.Tensor: ...
 
 
 # -- dict-of-tensor arithmetic ------------------------------------------------------------
@@ -47,7 +55,7 @@ def gradient_step(theta: Params, gradient: Params, step_size: StepSize) -> Param
     return {k: theta[k] - step_size * gradient[k] if k in gradient else theta[k] for k in theta}
 
 
-def inner_gradient(task: Task, theta: Params, phi: Params, x, y,
+def inner_gradient(task: InnerProblem, theta: Params, phi: Params, x, y,
                    keys: tuple[str, ...] | None = None, create_graph: bool = True) -> Params:
     """∇_θ f(θ, φ; x, y), restricted to `keys` when given (the rest of θ held fixed).
 
@@ -71,7 +79,7 @@ def inner_gradient(task: Task, theta: Params, phi: Params, x, y,
     return dict(zip(adapted, gradients))
 
 
-def gradient_descent(task: Task, theta: Params, phi: Params, x, y, steps: int,
+def gradient_descent(task: InnerProblem, theta: Params, phi: Params, x, y, steps: int,
                      step_size: StepSize, first_order: bool = False,
                      keys: tuple[str, ...] | None = None) -> Params:
     """`steps` steps of θ ← θ − α ∇_θ f(θ, φ). Differentiable through every step unless
@@ -98,7 +106,7 @@ def over_tasks(per_task: Callable, batching: str, randomness: str = "error") -> 
         vmapped = vmap(per_task, in_dims=(None, 0, 0, 0, 0), randomness=randomness)
 
         def marked(*args):
-            with vmapping_tasks():
+            with running_tasks(TASKS_VMAPPED):
                 return vmapped(*args)
         return marked
     if batching == "loop":
@@ -134,51 +142,11 @@ def mean_surrogate_gradient(per_task: Callable, phi: Params, batch: EpisodeBatch
     # tasks one by one: plain autograd, which dispatches each op once instead of through
     # two torch.func transform levels (the faster path for convolutions on CPU)
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
-    with torch.enable_grad(), autograd_meta_gradient():
+    with torch.enable_grad(), running_tasks(TASKS_LOOPED):
         surrogate, outer_loss = meta_objective(leaves)
         gradients = torch.autograd.grad(surrogate, list(leaves.values()),
                                         materialize_grads=True)
     return MetaGradient(grads=dict(zip(leaves, gradients)), outer_loss=float(outer_loss.detach()))
-
-
-# -- models with per-layer transforms --------------------------------------------------------
-class WithTransforms:
-    """A task whose model runs with fixed per-layer transforms (Task.layer_transforms):
-    its losses and score under the plain task interface, so the inner loops above apply."""
-
-    def __init__(self, task: Task, transforms: LayerTransforms):
-        self.task = task
-        self.transforms = transforms
-
-    def inner_loss(self, theta, phi, x, y):
-        return self.task.inner_loss(theta, phi, x, y, transforms=self.transforms)
-
-    def outer_loss(self, theta, phi, x, y):
-        return self.task.outer_loss(theta, phi, x, y, transforms=self.transforms)
-
-    def score(self, theta, phi, x, y):
-        return self.task.score(theta, phi, x, y, transforms=self.transforms)
-
-
-def channel_mixing(matrix: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """h ↦ M h over the output units on dimension 1: a linear map of a layer's features,
-    or a 1×1 convolution of its channels."""
-    return lambda h: F.linear(h.movedim(1, -1), matrix).movedim(-1, 1)
-
-
-def per_layer(task: Task, theta: Params, make: Callable[[int], torch.Tensor]) -> Params:
-    """`make(width)` for each layer of θ's model (width: its output units), keyed by the
-    layer's index, on θ's device and in its dtype."""
-    reference = next(iter(theta.values()))
-    return {str(layer): make(theta[keys[0]].shape[0]).to(reference)
-            for layer, keys in enumerate(task.layers(theta))}
-
-
-def layer_transforms_incompatibility(method: type[Method], task: type[Task]) -> str | None:
-    if not task.layer_transforms:
-        return (f"{method.name} inserts per-layer transforms into the model, and {task.name}'s "
-                "model takes none (Task.layer_transforms)")
-    return None
 
 
 # -- implicit differentiation pieces ------------------------------------------------------------

@@ -7,13 +7,12 @@ or is written. The one place a (method, task) config is resolved:
   resolve_pair     one pair's config: benchsuite.config.resolve under that protocol
   plan_pair        one trial's spec: its config, code identity, trial id and record path
   plan             the methods × tasks × seeds grid of `benchsuite run`, validated
-  set_up           the task, method, φ₀ and one meta-batch a hypergradient is computed on
   rerun_config     a stored trial's config for re-running it here (benchsuite verify)
 
 The runner (benchsuite.runner) executes what `plan` returns; the sweep
 (benchsuite.sweep) and the benchmarks (benchmarks/workloads.py) resolve their configs
 with `resolve_pair`, so every tool layers a config the same way, and build what they
-measure with `set_up`, in the order benchsuite.trial.run_trial builds a trial.
+measure with benchsuite.trial.set_up, the set-up every trial runs.
 
 It handles plugins only through the registry and the contract; it names none of them.
 """
@@ -23,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from benchsuite import config as configuration
 from benchsuite import protocols as protocol_files
@@ -32,11 +31,6 @@ from benchsuite.errors import UsageError
 from benchsuite.records import record_path
 from benchsuite.registry import Registry, code_identity
 from benchsuite.trial import resolve_device
-
-if TYPE_CHECKING:
-    import torch
-
-    from benchsuite.contract import EpisodeBatch, Method, Params, Task
 
 
 @dataclass(frozen=True)
@@ -103,13 +97,11 @@ def checked_device(name: str, device_here: bool) -> str:
 
 
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
-    """Why `spec` cannot run: the task's and the method's checks of its config, then
-    (only if those pass) the task's data."""
+    """Why `spec` cannot run: its config against the plugins' typed settings and the
+    task's cross-key checks, then (only if those pass) the task's data."""
     task, method = registry.task(spec.task), registry.method(spec.method)
     problems = settings.problems([*task.settings, *method.settings], spec.config)
     problems += task.cls.check_config(spec.config)
-    # a method may check its own keys (an optional classmethod, see docs/contract.md)
-    problems += getattr(method.cls, "config_problems", lambda config: [])(spec.config)
     missing_data = None if problems else task.cls.check_data(spec.config)
     return problems + ([missing_data] if missing_data else [])
 
@@ -231,31 +223,6 @@ def _named_selection(named: protocol_files.NamedProtocol, methods: str,
         raise UsageError(f"--protocol {named.name} runs {', '.join(named.methods)}; it has "
                          f"no settings for {', '.join(outside)}")
     return ",".join(chosen), named.task
-
-
-# -- what one hypergradient is computed on ------------------------------------------------------
-@dataclass(frozen=True)
-class SetUp:
-    task: Task
-    method: Method
-    phi: Params
-    batch: EpisodeBatch
-
-
-def set_up(method_cls: type[Method], task_cls: type[Task], config: dict[str, Any], *,
-           init: torch.Generator, batch: torch.Generator) -> SetUp:
-    """The task and the method built from `config` on its device, φ₀ drawn with the
-    generator `init` and one training meta-batch of `config["meta_batch"]` tasks with
-    `batch`, built in the order benchsuite.trial.run_trial builds a trial's (task, method,
-    φ₀). Seeding torch's global generator, if wanted, is the caller's."""
-    import torch
-
-    device = torch.device(config["device"])
-    task = task_cls(config, device)
-    method = method_cls(config)
-    phi = {k: v.to(device) for k, v in method.init_meta_params(task, init).items()}
-    episodes = task.sample_batch("train", config["meta_batch"], batch).to(device)
-    return SetUp(task, method, phi, episodes)
 
 
 # -- a stored trial ----------------------------------------------------------------------------

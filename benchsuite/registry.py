@@ -18,7 +18,6 @@ from typing import Any
 
 import benchsuite.methods as builtin_methods  # the checkout's methods/ (pyproject package-dir)
 import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
-from benchsuite import settings
 from benchsuite.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.errors import UsageError
 from benchsuite.identity import engine_files, imported_names
@@ -149,11 +148,7 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
             continue
         if not (issubclass(cls, Method | Task) and cls not in (Method, Task)):
             continue
-        try:
-            declared = adopt_settings(cls)
-        except TypeError as error:
-            registry.unavailable[str(path)] = str(error)
-            continue
+        declared = cls.declared_settings  # adopted when the class was defined (contract.py)
         if issubclass(cls, Method):
             _register(registry.methods, cls, path, code, files, (cls.name, *cls.aliases),
                       registry, declared)
@@ -164,21 +159,6 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
                 continue
             _register(registry.tasks, cls, path, code, files, (cls.name,), registry,
                       declared)
-
-
-def adopt_settings(cls: type[Method] | type[Task]) -> tuple[Setting, ...]:
-    """A plugin's typed `Settings` (benchsuite.settings): their defaults join the
-    method's `hyperparameters` (a task's `defaults`), where config resolution finds them.
-    Raises TypeError for a malformed declaration or a key declared in both places."""
-    declared = settings.declared(cls)
-    if declared:
-        own = "hyperparameters" if issubclass(cls, Method) else "defaults"
-        twice = set(vars(cls).get(own, {})) & {s.name for s in declared}
-        if twice:
-            raise TypeError(f"{cls.__name__} declares {', '.join(sorted(twice))} both in "
-                            f"Settings and in {own}: keep one")
-        setattr(cls, own, {**getattr(cls, own), **settings.defaults(declared)})
-    return tuple(declared)
 
 
 def _task_problem(cls: type[Task]) -> str | None:

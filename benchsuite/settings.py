@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-__all__ = ["Annotated", "AtLeast", "Fraction", "Literal", "Positive", "Setting", "declared",
-           "describe", "problems"]
+__all__ = ["Annotated", "AtLeast", "Fraction", "Literal", "Positive", "Setting", "adopt",
+           "declared", "describe", "problems"]
 
 
 @dataclass(frozen=True)
@@ -182,6 +182,32 @@ def _class_body(tree: ast.Module, qualname: str) -> list[ast.stmt]:
             return []
         scope = node.body
     return scope
+
+
+def adopt(cls: type, own: str) -> None:
+    """Make `cls.Settings` (its own or a parent's) the source of the plugin's keys: their
+    defaults are merged into the dict attribute `own` ("hyperparameters" of a method, the
+    `defaults` of a task), where config resolution reads them, and the declared keys are
+    kept as `cls.declared_settings`. Keys a parent's Settings declared that this class's
+    do not are dropped. Raises TypeError for a malformed declaration or a key the class
+    writes both in its Settings and in `own`. Called for every Method and Task subclass
+    when it is defined (contract.py), so a class is complete however it is imported."""
+    keys = declared(cls)
+    inherited = {s.name for base in cls.__mro__[1:]
+                 for s in getattr(base, "declared_settings", ())}
+    cls.declared_settings = tuple(keys)  # type: ignore[attr-defined]
+    if not keys:
+        return
+    names = {s.name for s in keys}
+    written = vars(cls).get(own)
+    if written is not None:
+        twice = (set(written) & names) - inherited  # a parent's adopted dict, copied, is not
+        if twice:
+            raise TypeError(f"{cls.__name__} declares {', '.join(sorted(twice))} both in "
+                            f"Settings and in {own}: keep one")
+    base = written if written is not None else getattr(cls, own)
+    setattr(cls, own, {**{k: v for k, v in base.items() if k not in inherited - names},
+                       **defaults(keys)})
 
 
 def defaults(settings: list[Setting]) -> dict[str, Any]:

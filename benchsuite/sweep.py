@@ -29,10 +29,10 @@ from benchsuite import protocols as protocol_files
 from benchsuite.contract import Task
 from benchsuite.errors import UsageError
 from benchsuite.measure import synchronize
-from benchsuite.planning import checked_device, pair_protocol, resolve_pair, select, set_up
+from benchsuite.planning import checked_device, pair_protocol, resolve_pair, select
 from benchsuite.registry import Registry
 from benchsuite.seeding import derive_seed, generator
-from benchsuite.trial import compare_hypergradients
+from benchsuite.trial import compare_hypergradients, set_up
 
 DEFAULT_GRID = (1, 2, 4, 8, 16, 32, 64, 128)
 ERROR_FLOOR = 1e-17  # exact zeros are drawn here on the log axes
@@ -144,9 +144,10 @@ def sweep_pair(registry: Registry, pair: SweepPair, grid: tuple[int, ...],
     torch.manual_seed(derive_seed(task_cls.name, method_cls.name, seed))
     # φ₀ and the meta-batch are the ones a trial of the same seed scores fidelity on.
     built = set_up(method_cls, task_cls, pair.config,
-                   init=generator(task_cls.name, seed, "init"),
-                   batch=generator(task_cls.name, seed, "fidelity"))
-    task, phi, batch = built.task, built.phi, built.batch
+                   init=generator(task_cls.name, seed, "init"))
+    task, phi = built.task, built.phi
+    batch = built.episodes("train", pair.config["meta_batch"],
+                           generator(task_cls.name, seed, "fidelity"))
     exact = task.exact_hypergradient(phi, batch)
     if exact is None:  # plan_sweep keeps the tasks that override it; one may still decline
         raise ValueError(f"{pair.task} gave no exact hypergradient to compare with")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -114,6 +115,32 @@ def compare_hypergradients(estimate: Params, exact: Params) -> dict[str, float]:
             "hypergrad_cosine": float(e @ x / (e.norm() * x.norm()).clamp_min(1e-300))}
 
 
+@dataclass(frozen=True)
+class SetUp:
+    """What a trial is built from its config: the task, the method, and φ₀ on the
+    config's device."""
+
+    task: Task
+    method: Method
+    phi: Params
+
+    def episodes(self, split: str, size: int, gen: torch.Generator) -> EpisodeBatch:
+        """`size` episodes of `split` drawn with `gen`, on the trial's device."""
+        return self.task.sample_batch(split, size, gen).to(self.task.device)
+
+
+def set_up(method_cls: type[Method], task_cls: type[Task], config: dict[str, Any],
+           init: torch.Generator) -> SetUp:
+    """The task and the method built from `config` on its device, and φ₀ drawn with the
+    generator `init`: how every trial starts, and what the sweep and the benchmarks
+    measure on. Seeding torch's global generator, if wanted, is the caller's."""
+    device = torch.device(config["device"])
+    task = task_cls(config, device)
+    method = method_cls(config)
+    phi = {k: v.to(device) for k, v in method.init_meta_params(task, init).items()}
+    return SetUp(task, method, phi)
+
+
 def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
               stop_after: int | None = None) -> dict:
     """Meta-train and evaluate; returns the record fields `metrics`, `curve`, `timing`,
@@ -128,22 +155,20 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
     task_name, seed = task_cls.name, config["seed"]
     torch.manual_seed(derive_seed(task_name, method_cls.name, seed))
 
-    task = task_cls(config, device)
-    method = method_cls(config)
+    built = set_up(method_cls, task_cls, config, init=generator(task_name, seed, "init"))
+    task, method, phi = built.task, built.method, built.phi
     memory = MemoryMeter(device)
     clock = Clock(device)
 
-    phi = {k: v.to(device) for k, v in
-           method.init_meta_params(task, generator(task_name, seed, "init")).items()}
     optimizer = make_optimizer(config, list(phi.values()))
     schedule = make_schedule(config, optimizer)
     train_gen = generator(task_name, seed, "train")
-    val_episodes = task.sample_batch("validation", config["val_episodes"],
-                                     generator(task_name, seed, "validation")).to(device)
-    test_episodes = task.sample_batch("test", config["test_episodes"],
-                                      generator(task_name, seed, "test")).to(device)
-    fidelity_batch = task.sample_batch("train", config["meta_batch"],
-                                       generator(task_name, seed, "fidelity")).to(device)
+    val_episodes = built.episodes("validation", config["val_episodes"],
+                                  generator(task_name, seed, "validation"))
+    test_episodes = built.episodes("test", config["test_episodes"],
+                                   generator(task_name, seed, "test"))
+    fidelity_batch = built.episodes("train", config["meta_batch"],
+                                    generator(task_name, seed, "fidelity"))
     with clock.interval("fidelity"):
         fidelity = hypergradient_fidelity(method, task, phi, fidelity_batch)
 
@@ -170,7 +195,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
     last = iterations if stop_after is None else min(stop_after, iterations)
     for iteration in range(1, last + 1):
         with clock.interval("sampling"):
-            batch = task.sample_batch("train", config["meta_batch"], train_gen).to(device)
+            batch = built.episodes("train", config["meta_batch"], train_gen)
         with clock.interval("train", step_times):
             result = meta_gradient(method, task, phi, batch)
             if not math.isfinite(result.outer_loss) or not all(

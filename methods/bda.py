@@ -12,22 +12,25 @@ back-propagation through these T steps. Here s_u = s_l = α (the task's inner st
 labels) `adapt` runs the lower-level descent alone (α_k = 0).
 """
 
+from dataclasses import dataclass
+
 from torch.func import grad
 
 from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
-from benchsuite.functional import gradient_descent, inner_gradient, mean_objective_gradient
+from benchsuite.functional import inner_gradient, mean_objective_gradient
+from benchsuite.settings import Annotated, Fraction
 
 
 class BDA(Method):
     name = "bda"
     paper = "Liu et al. 2020 (BDA, Bilevel Descent Aggregation)"
     supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
-    hyperparameters = {"aggregation_mu": 0.5}
     accuracy_knob = "inner_steps"
 
-    def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"])
+    @dataclass(frozen=True)
+    class Settings:
+        aggregation_mu: Annotated[float, Fraction] = 0.5
+        """μ: step k weighs the upper-level gradient by α_k = μ / (k + 1)."""
 
     def aggregated_descent(self, task, phi, support_x, support_y, query_x, query_y):
         step, mu = self.config["inner_lr"], self.config["aggregation_mu"]

@@ -21,6 +21,8 @@ runs with its `darts` hypergradient (protocols/named/betty-imaml.toml). Then
 Test-time adaptation runs the same inner loop.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch.func import grad, grad_and_value
 
@@ -34,46 +36,47 @@ from benchsuite.functional import (
     tree_detach,
     tree_dot,
 )
-from benchsuite.methods.imaml import proximal_inner_loss
+from benchsuite.methods.imaml import ProximalProblem
+from benchsuite.settings import Annotated, Positive
 
 
 class DARTS(Method):
     name = "darts"
     paper = "Liu et al. 2019 (DARTS, second-order approximation)"
     supports = frozenset({HYPERPARAMETER, META_REPRESENTATION, META_INIT})
-    hyperparameters = {"fd_scale": 0.01,     # ε = fd_scale / ‖∇_w' F‖
-                       "proximal_lambda": 0.01}  # λ, meta-initialisation tasks only (Betty)
     accuracy_knob = "inner_steps"
 
-    @classmethod
-    def config_problems(cls, config):
-        return [] if config["proximal_lambda"] > 0 else ["darts needs proximal_lambda > 0"]
+    @dataclass(frozen=True)
+    class Settings:
+        fd_scale: Annotated[float, Positive] = 0.01
+        """The finite-difference scale: ε = fd_scale / ‖∇_w' F‖ (the paper's 0.01)."""
+        proximal_lambda: Annotated[float, Positive] = 0.01
+        """λ of the proximal inner problem on meta-initialisation tasks (Betty's iMAML
+        example); unused elsewhere."""
 
-    def inner_loss(self, task, x, y):
-        """The inner loss as a function of (θ, φ) on data (x, y)."""
+    def inner_problem(self, task):
+        """The problem whose inner loss w is trained on: the task's, or on
+        meta-initialisation tasks iMAML's proximal problem (φ enters only through it)."""
         if task.kind == META_INIT:
-            return proximal_inner_loss(task, x, y, self.config["proximal_lambda"])
-        return lambda theta, phi: task.inner_loss(theta, phi, x, y)
+            return ProximalProblem(task, self.config["proximal_lambda"])
+        return task
 
     def adapt(self, task, phi, support_x, support_y, steps):
-        if task.kind != META_INIT:
-            return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                    steps, self.config["inner_lr"])
-        inner_loss, theta = self.inner_loss(task, support_x, support_y), task.initial_theta(phi)
-        for _ in range(steps):
-            theta = gradient_step(theta, grad(inner_loss)(theta, phi), self.config["inner_lr"])
-        return theta
+        return gradient_descent(self.inner_problem(task), task.initial_theta(phi), phi,
+                                support_x, support_y, steps, self.config["inner_lr"])
 
     def meta_gradient(self, task, phi, batch):
         xi = self.config["inner_lr"]
+        problem = self.inner_problem(task)
 
         def task_hypergradient(phi, support_x, support_y, query_x, query_y):
-            inner_loss = self.inner_loss(task, support_x, support_y)
+            def inner_loss(theta, phi):
+                return problem.inner_loss(theta, phi, support_x, support_y)
+
             w = tree_detach(self.adapt(task, phi, support_x, support_y,
                                        self.config["inner_steps"]))
-            step = (inner_gradient(task, w, phi, support_x, support_y)
-                    if task.kind != META_INIT else grad(inner_loss)(w, phi))
-            w_unrolled = gradient_step(w, step, xi)
+            w_unrolled = gradient_step(w, inner_gradient(problem, w, phi, support_x,
+                                                         support_y), xi)
             (u, outer_grad_phi), outer_value = grad_and_value(task.outer_loss, argnums=(0, 1))(
                 w_unrolled, phi, query_x, query_y)
             epsilon = self.config["fd_scale"] / torch.sqrt(tree_dot(u, u)).clamp_min(1e-30)
@@ -87,4 +90,3 @@ class DARTS(Method):
             return tree_add(outer_grad_phi, mixed, -xi), outer_value
 
         return mean_task_hypergradient(task_hypergradient, phi, batch, self.config["batching"])
-

@@ -15,7 +15,9 @@ CG on (H + λI) and on (I + H/λ) produce the same iterates up to the factor λ,
 the paper's update. Where H + λI is not positive definite along a CG direction (a
 nonconvex inner loss far from its minimum, e.g. a ReLU net at φ after one step), CG stops
 at that direction instead of dividing by a negative curvature. Defaults: λ = 2, 5 CG
-steps (the paper's few-shot settings); the inner steps and step size are the task's.
+steps (the paper's few-shot settings); the inner steps and step size are the task's. The
+implicit assembly, the solve and the meta-batch are implicit-cg's (methods/implicit_cg.py):
+iMAML is that method with the proximal inner problem and its own CG system.
 
 Two settings of the paper's code (aravindr93/imaml_dev) for its few-shot runs:
 - `cg_damping` δ: CG solves (I + H/(λ + δ)) g = ∇_θ F, i.e. (H + (λ + δ)I) v = ∇_θ F
@@ -25,52 +27,57 @@ Two settings of the paper's code (aravindr93/imaml_dev) for its few-shot runs:
   Omniglot evaluation drops it (λ = 0: plain gradient descent from φ).
 """
 
-from torch.func import grad
+from dataclasses import dataclass
 
-from benchsuite.contract import META_INIT, Method
-from benchsuite.functional import (
-    conjugate_gradient,
-    gradient_step,
-    implicit_hypergradient,
-    mean_task_hypergradient,
-    tree_add,
-)
+from benchsuite.contract import META_INIT
+from benchsuite.functional import conjugate_gradient, gradient_descent, tree_add
+from benchsuite.methods.implicit_cg import ImplicitCG
+from benchsuite.settings import Annotated, AtLeast, Positive
 
 
-def proximal_inner_loss(task, x, y, lam):
-    """(θ, φ) ↦ f(θ, φ; x, y) + λ/2 ‖θ − φ‖², the inner problem of Eq. 4."""
-    def loss(theta, phi):
+class ProximalProblem:
+    """The inner problem of Eq. 4 for a task: g(θ, φ; x, y) = f(θ, φ; x, y) + λ/2 ‖θ − φ‖²
+    (the task's inner loss with a proximal term around φ)."""
+
+    def __init__(self, task, lam: float):
+        self.task = task
+        self.lam = lam
+
+    def inner_loss(self, theta, phi, x, y):
         distance = sum(((theta[k] - phi[k]) ** 2).sum() for k in theta)
-        return task.inner_loss(theta, phi, x, y) + 0.5 * lam * distance
-
-    return loss
+        return self.task.inner_loss(theta, phi, x, y) + 0.5 * self.lam * distance
 
 
-class IMAML(Method):
+class IMAML(ImplicitCG):
     name = "imaml"
     paper = "Rajeswaran et al. 2019 (iMAML)"
     supports = frozenset({META_INIT})
-    hyperparameters = {"proximal_lambda": 2.0, "cg_steps": 5, "cg_damping": 0.0,
-                       "test_proximal": True}
-    accuracy_knob = "cg_steps"
 
-    @classmethod
-    def config_problems(cls, config):
-        if not config["proximal_lambda"] > 0 or config["cg_damping"] < 0:
-            return ["imaml needs proximal_lambda > 0 and cg_damping >= 0"]
-        return []
+    @dataclass(frozen=True)
+    class Settings:
+        proximal_lambda: Annotated[float, Positive] = 2.0
+        """λ, the weight of the proximal term λ/2 ‖θ − φ‖² (Eq. 4)."""
+        cg_steps: Annotated[int, AtLeast(1)] = 5
+        """Q, the conjugate-gradient steps of Algorithm 2."""
+        cg_damping: Annotated[float, AtLeast(0)] = 0.0
+        """δ: CG solves (I + H/(λ + δ)) g = ∇_θ F; 0 is the paper's equation."""
+        test_proximal: bool = True
+        """Whether test-time adaptation keeps the proximal term (false: plain gradient
+        descent from φ, as the paper's Omniglot evaluation)."""
 
-    def inner_solution(self, task, phi, support_x, support_y, steps, lam):
-        """T gradient steps of size α on the proximal inner loss with weight `lam`."""
-        inner_loss = proximal_inner_loss(task, support_x, support_y, lam)
-        theta = task.initial_theta(phi)
-        for _ in range(steps):
-            theta = gradient_step(theta, grad(inner_loss)(theta, phi), self.config["inner_lr"])
-        return theta
+    def inner_problem(self, task):
+        return ProximalProblem(task, self.config["proximal_lambda"])
+
+    def inner_solution(self, task, phi, support_x, support_y):
+        """T gradient steps of size α on the proximal inner problem, from θ₀(φ)."""
+        return gradient_descent(self.inner_problem(task), task.initial_theta(phi), phi,
+                                support_x, support_y, self.config["inner_steps"],
+                                self.config["inner_lr"])
 
     def adapt(self, task, phi, support_x, support_y, steps):
-        lam = self.config["proximal_lambda"] if self.config["test_proximal"] else 0.0
-        return self.inner_solution(task, phi, support_x, support_y, steps, lam)
+        problem = self.inner_problem(task) if self.config["test_proximal"] else task
+        return gradient_descent(problem, task.initial_theta(phi), phi, support_x, support_y,
+                                steps, self.config["inner_lr"])
 
     def solve(self, apply_hessian, rhs):
         lam, damping = self.config["proximal_lambda"], self.config["cg_damping"]
@@ -81,16 +88,3 @@ class IMAML(Method):
         # the assembly multiplies by λ (the proximal loss's mixed derivative); the damped
         # system's hypergradient is (λ + δ) v
         return {k: (lam + damping) / lam * x for k, x in v.items()}
-
-    def meta_gradient(self, task, phi, batch):
-        lam = self.config["proximal_lambda"]
-
-        def task_hypergradient(phi, support_x, support_y, query_x, query_y):
-            theta = self.inner_solution(task, phi, support_x, support_y,
-                                        self.config["inner_steps"], lam)
-            return implicit_hypergradient(
-                proximal_inner_loss(task, support_x, support_y, lam),
-                lambda theta, phi: task.outer_loss(theta, phi, query_x, query_y),
-                theta, phi, self.solve)
-
-        return mean_task_hypergradient(task_hypergradient, phi, batch, self.config["batching"])

@@ -9,37 +9,51 @@ For each task, with the inner problem solved approximately by gradient descent:
 Only Hessian-vector products are needed; CG is exact after dim(θ) steps in exact
 arithmetic. HOAG tightens the tolerances over outer iterations; here the inner steps and
 CG steps are fixed per run (both overridable with --set).
-`implicit-neumann` and `implicit-fp` are this class with another `solve`.
+`implicit-neumann` and `implicit-fp` are this class with another `solve`; `imaml` is it
+with iMAML's proximal inner problem.
 """
+
+from dataclasses import dataclass
 
 from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
 from benchsuite.functional import (
     conjugate_gradient,
-    gradient_descent,
     implicit_hypergradient,
     mean_task_hypergradient,
 )
+from benchsuite.settings import Annotated, AtLeast
 
 
 class ImplicitCG(Method):
     name = "implicit-cg"
     paper = "Pedregosa 2016 (HOAG); Grazzi et al. 2020 (AID-CG)"
     supports = frozenset({HYPERPARAMETER, META_REPRESENTATION})
-    hyperparameters = {"cg_steps": 10}
     accuracy_knob = "cg_steps"
 
-    def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"])
+    @dataclass(frozen=True)
+    class Settings:
+        cg_steps: Annotated[int, AtLeast(1)] = 10
+        """Q, the conjugate-gradient steps of the linear solve (step ii)."""
+
+    def inner_problem(self, task):
+        """The problem whose inner loss f the solution θ* minimises (step i) and whose
+        derivatives the implicit gradient takes: the task itself."""
+        return task
+
+    def inner_solution(self, task, phi, support_x, support_y):
+        """θ* ≈ θ_T: `inner_steps` steps of gradient descent on the inner problem."""
+        return self.adapt(task, phi, support_x, support_y, self.config["inner_steps"])
 
     def solve(self, apply_hessian, rhs):
         return conjugate_gradient(apply_hessian, rhs, self.config["cg_steps"])
 
     def meta_gradient(self, task, phi, batch):
+        problem = self.inner_problem(task)
+
         def task_hypergradient(phi, support_x, support_y, query_x, query_y):
-            theta = self.adapt(task, phi, support_x, support_y, self.config["inner_steps"])
+            theta = self.inner_solution(task, phi, support_x, support_y)
             return implicit_hypergradient(
-                lambda theta, phi: task.inner_loss(theta, phi, support_x, support_y),
+                lambda theta, phi: problem.inner_loss(theta, phi, support_x, support_y),
                 lambda theta, phi: task.outer_loss(theta, phi, query_x, query_y),
                 theta, phi, self.solve)
 

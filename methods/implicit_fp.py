@@ -15,17 +15,24 @@ arithmetic (Grazzi et al. note the equivalence); both are listed because the lib
 suite mirrors offer both, and the tests use each as a check of the other.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.functional import fixed_point_iteration, tree_add
 from benchsuite.methods.implicit_cg import ImplicitCG
+from benchsuite.settings import Annotated, AtLeast
 
 
 class ImplicitFP(ImplicitCG):
     name = "implicit-fp"
     paper = "Grazzi et al. 2020 (AID-FP, fixed-point iteration)"
-    hyperparameters = {"fp_iterations": 10}
     accuracy_knob = "fp_iterations"
+
+    @dataclass(frozen=True)
+    class Settings:
+        fp_iterations: Annotated[int, AtLeast(1)] = 10
+        """J, the fixed-point iterations of the adjoint solve."""
 
     def solve(self, apply_hessian, rhs):
         step = self.config["inner_lr"]

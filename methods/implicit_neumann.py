@@ -10,15 +10,22 @@ gradient descent unrolled at θ* (as Lorraine et al. point out), and converges g
 when α < 2 / λ_max(∂²f/∂θ²).
 """
 
+from dataclasses import dataclass
+
 from benchsuite.functional import neumann_series
 from benchsuite.methods.implicit_cg import ImplicitCG
+from benchsuite.settings import Annotated, AtLeast
 
 
 class ImplicitNeumann(ImplicitCG):
     name = "implicit-neumann"
     paper = "Lorraine et al. 2020 (IFT with Neumann series)"
-    hyperparameters = {"neumann_terms": 10}
     accuracy_knob = "neumann_terms"
+
+    @dataclass(frozen=True)
+    class Settings:
+        neumann_terms: Annotated[int, AtLeast(1)] = 10
+        """J, the terms of the truncated Neumann series."""
 
     def solve(self, apply_hessian, rhs):
         return neumann_series(apply_hessian, rhs, self.config["neumann_terms"],

@@ -8,6 +8,8 @@ times, query loss accumulated, one `backward()`. With `first_order` it is learn2
 first-order MAML. The leaderboard row therefore shows what batching buys.
 """
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
@@ -32,7 +34,12 @@ class Learn2LearnMAML(Method):
     name = "l2l-maml"
     paper = "Finn et al. 2017 (MAML), via learn2learn.algorithms.MAML"
     supports = frozenset({META_INIT})
-    hyperparameters = {"first_order": False}
+
+    @dataclass(frozen=True)
+    class Settings:
+        first_order: bool = False
+        """learn2learn.algorithms.MAML's `first_order` flag (false: second-order MAML)."""
+
     # learn2learn's autograd cannot run under vmap; one task per chunk is the per-task
     # backward() of learn2learn's own examples (the engine accumulates the tasks)
     task_overrides = {"batching": "loop", "meta_chunk": 1, "eval_chunk": 1}

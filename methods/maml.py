@@ -13,7 +13,7 @@ The meta-optimiser (Adam in the paper) then steps φ with dL/dφ.
 """
 
 from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
-from benchsuite.functional import gradient_descent, mean_objective_gradient
+from benchsuite.functional import mean_objective_gradient
 
 
 class MAML(Method):
@@ -21,12 +21,7 @@ class MAML(Method):
     aliases = ("rhg",)
     paper = "Finn et al. 2017 (MAML); Franceschi et al. 2017/2018 (RHG)"
     supports = frozenset({META_INIT, META_REPRESENTATION, HYPERPARAMETER})
-    first_order = False
     accuracy_knob = "inner_steps"
-
-    def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"], first_order=self.first_order)
 
     def meta_gradient(self, task, phi, batch):
         def task_objective(phi, support_x, support_y, query_x, query_y):

@@ -13,10 +13,13 @@ setting both bounds to the task's inner step size gives learn2learn's MetaSGD st
 time the task is adapted with the learned α.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import META_INIT, META_REPRESENTATION, Method, owned, owned_part, task_part
 from benchsuite.functional import gradient_descent, mean_objective_gradient
+from benchsuite.settings import Annotated, AtLeast
 
 STEP_SIZES = "alpha"
 
@@ -25,7 +28,13 @@ class MetaSGD(Method):
     name = "metasgd"
     paper = "Li et al. 2017 (Meta-SGD)"
     supports = frozenset({META_INIT, META_REPRESENTATION})
-    hyperparameters = {"alpha_init_low": 0.005, "alpha_init_high": 0.1}
+
+    @dataclass(frozen=True)
+    class Settings:
+        alpha_init_low: Annotated[float, AtLeast(0)] = 0.005
+        """The lower end of the uniform range α₀ is drawn from, for every parameter."""
+        alpha_init_high: Annotated[float, AtLeast(0)] = 0.1
+        """The upper end of that range."""
 
     def init_meta_params(self, task, generator):
         phi = task.init_meta_params(generator)

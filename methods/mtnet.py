@@ -20,19 +20,15 @@ Defaults as in the paper's code: T_l = I, ζ = 0, τ = 1. Test-time adaptation s
 mask the same way, one per episode, as the paper's code does.
 """
 
+from dataclasses import dataclass
+
 import torch
 
-from benchsuite.contract import META_INIT, Method, owned, owned_part, task_part
-from benchsuite.functional import (
-    WithTransforms,
-    channel_mixing,
-    gradient_descent,
-    layer_transforms_incompatibility,
-    mean_objective_gradient,
-    per_layer,
-)
+from benchsuite.contract import owned, owned_part, task_part
+from benchsuite.functional import gradient_descent, mean_objective_gradient
+from benchsuite.layer_transforms import LayerTransformMethod, per_layer
+from benchsuite.settings import Annotated, Positive
 
-TRANSFORMS = "transform"
 MASK_LOGITS = "mask_logit"
 
 
@@ -55,29 +51,24 @@ def masked_step_sizes(layers, theta, masks, step_size: float):
     return sizes
 
 
-class MTNet(Method):
+class MTNet(LayerTransformMethod):
     name = "mtnet"
     paper = "Lee & Choi 2018 (MT-net)"
-    supports = frozenset({META_INIT})
+    transform_group = "transform"  # T
     adapts_randomly = True
-    hyperparameters = {"mask_temperature": 1.0, "mask_logit_init": 0.0}
 
-    @classmethod
-    def incompatibility(cls, task):
-        return super().incompatibility(task) or layer_transforms_incompatibility(cls, task)
+    @dataclass(frozen=True)
+    class Settings:
+        mask_temperature: Annotated[float, Positive] = 1.0
+        """τ, the temperature of the masks' Gumbel-softmax relaxation."""
+        mask_logit_init: float = 0.0
+        """ζ's initial value for every unit (0: each unit updated with probability ½)."""
 
     def init_meta_params(self, task, generator):
-        phi = task.init_meta_params(generator)
-        theta = task.initial_theta(phi)
+        phi = super().init_meta_params(task, generator)
         logit = self.config["mask_logit_init"]
-        return {**phi,
-                **owned(TRANSFORMS, per_layer(task, theta, torch.eye)),
-                **owned(MASK_LOGITS, per_layer(task, theta, lambda n: torch.full((n,), logit)))}
-
-    def transformed(self, task, phi):
-        transforms = owned_part(phi, TRANSFORMS)
-        return WithTransforms(task, [channel_mixing(transforms[str(layer)])
-                                     for layer in range(len(transforms))])
+        return {**phi, **owned(MASK_LOGITS, per_layer(task, task.initial_theta(task_part(phi)),
+                                                      lambda n: torch.full((n,), logit)))}
 
     def adapt(self, task, phi, support_x, support_y, steps):
         task_phi = task_part(phi)
@@ -87,9 +78,6 @@ class MTNet(Method):
         step_sizes = masked_step_sizes(task.layers(theta), theta, masks, self.config["inner_lr"])
         return gradient_descent(self.transformed(task, phi), theta, task_phi, support_x,
                                 support_y, steps, step_sizes)
-
-    def score(self, task, phi, theta, x, y):
-        return self.transformed(task, phi).score(theta, task_part(phi), x, y)
 
     def meta_gradient(self, task, phi, batch):
         def task_objective(phi, support_x, support_y, query_x, query_y):

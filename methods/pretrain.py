@@ -14,17 +14,13 @@ test points, 0.02 for K = 10); here it is the task's inner_lr — 0.01 on the si
 import torch
 
 from benchsuite.contract import META_INIT, Method
-from benchsuite.functional import gradient_descent, mean_objective_gradient
+from benchsuite.functional import mean_objective_gradient
 
 
 class Pretrain(Method):
     name = "pretrain"
     paper = "Finn et al. 2017, 'pretrained on all tasks' baseline"
     supports = frozenset({META_INIT})
-
-    def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"])
 
     def meta_gradient(self, task, phi, batch):
         def joint_loss(phi, support_x, support_y, query_x, query_y):

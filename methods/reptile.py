@@ -17,10 +17,14 @@ reptile), whose moments start from zero for every task. k is the config's `inner
 the settings of each task come from its protocol (protocols/paper/reptile.toml).
 """
 
+from dataclasses import dataclass
+from typing import Literal
+
 import torch
 
 from benchsuite.contract import META_INIT, MetaGradient, Method
 from benchsuite.functional import gradient_step, inner_gradient, over_tasks
+from benchsuite.settings import Annotated, AtLeast
 
 ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8  # TensorFlow's Adam defaults, as supervised-reptile
 
@@ -29,18 +33,17 @@ class Reptile(Method):
     name = "reptile"
     paper = "Nichol et al. 2018 (Reptile), batched Algorithm 2"
     supports = frozenset({META_INIT})
-    hyperparameters = {"inner_batch": 5, "inner_optimizer": "sgd", "train_on_query": False}
     task_overrides = {"meta_optimizer": "sgd", "meta_lr_schedule": "linear", "meta_lr": 0.1}
 
-    @classmethod
-    def config_problems(cls, config):
-        problems = []
-        if config["inner_optimizer"] not in ("sgd", "adam"):
-            problems.append(f"inner_optimizer must be sgd or adam "
-                            f"(got {config['inner_optimizer']!r})")
-        if config["inner_batch"] < 1:
-            problems.append("inner_batch must be at least 1")
-        return problems
+    @dataclass(frozen=True)
+    class Settings:
+        inner_batch: Annotated[int, AtLeast(1)] = 5
+        """Examples per inner mini-batch step (cycling through the training examples)."""
+        inner_optimizer: Literal["sgd", "adam"] = "sgd"
+        """The inner loop's optimiser: plain SGD, or Adam with β₁ = 0 (supervised-reptile)."""
+        train_on_query: bool = False
+        """Train the inner loop on support and query examples together (the paper's train
+        shots exceed its test shots; this stands in for them)."""
 
     def adapt(self, task, phi, support_x, support_y, steps):
         theta = task.initial_theta(phi)

@@ -28,6 +28,7 @@ grid value (Method.final_metrics).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -114,9 +115,14 @@ class Scratch(StepSizeOnValidation, Method):
     name = "scratch"
     paper = "floor: untrained φ₀, gradient descent with a validation-tuned step size"
     supports = frozenset({META_INIT, META_REPRESENTATION, HYPERPARAMETER})
-    hyperparameters = {"step_grid": STEP_GRID}
     is_floor = True  # a baseline the leaderboard sets every method against
     task_overrides = {"iterations": 0}
+
+    @dataclass(frozen=True)
+    class Settings:
+        step_grid: tuple[float, ...] = STEP_GRID
+        """Test-time step sizes tried on the validation episodes (with the task's
+        inner_lr); the best is used on the test episodes."""
 
     def adapt_with(self, task, phi, support_x, support_y, steps, step_size):
         tp = task_part(phi)

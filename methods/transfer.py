@@ -27,6 +27,8 @@ is n/a.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch.func import grad
 
@@ -43,6 +45,7 @@ from benchsuite.contract import (
 from benchsuite.functional import gradient_descent
 from benchsuite.methods.scratch import STEP_GRID, StepSizeOnValidation
 from benchsuite.models import uniform_fan_in
+from benchsuite.settings import Annotated, AtLeast
 
 GROUP = "transfer"
 
@@ -51,9 +54,15 @@ class Transfer(StepSizeOnValidation, Method):
     name = "transfer"
     paper = "Chen et al. 2019, 'A Closer Look at Few-shot Classification' (Baseline)"
     supports = frozenset({META_INIT, META_REPRESENTATION})
-    hyperparameters = {"batch_size": 64, "step_grid": STEP_GRID}
     is_floor = True  # a baseline the leaderboard sets every method against
     task_overrides = {"meta_chunk": 0}  # one global-label mini-batch per meta-iteration
+
+    @dataclass(frozen=True)
+    class Settings:
+        batch_size: Annotated[int, AtLeast(1)] = 64
+        """Images per global-label mini-batch (one per meta-iteration)."""
+        step_grid: tuple[float, ...] = STEP_GRID
+        """Test-time step sizes for the new head tried on the validation episodes."""
 
     @classmethod
     def incompatibility(cls, task):

@@ -15,22 +15,26 @@ is first-order MAML. Where θ₀ does not depend on φ (hyperparameters, represe
 this changes nothing.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
 from benchsuite.functional import gradient_descent, mean_objective_gradient
+from benchsuite.settings import Annotated, AtLeast
 
 
 class TRHG(Method):
     name = "trhg"
     paper = "Shaban et al. 2019 (truncated back-propagation, K-RMD)"
     supports = frozenset({META_INIT, HYPERPARAMETER, META_REPRESENTATION})
-    hyperparameters = {"truncate_steps": 10}   # K; the paper sweeps K ∈ {1, …, T}
     accuracy_knob = "truncate_steps"
 
-    def adapt(self, task, phi, support_x, support_y, steps):
-        return gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
-                                steps, self.config["inner_lr"])
+    @dataclass(frozen=True)
+    class Settings:
+        truncate_steps: Annotated[int, AtLeast(1)] = 10
+        """K, the last inner steps back-propagated through (the paper sweeps K ∈ {1, …, T};
+        K ≥ T is full reverse mode)."""
 
     def meta_gradient(self, task, phi, batch):
         total = self.config["inner_steps"]

@@ -18,57 +18,28 @@ loop, warps held fixed (the paper's Warp-MAML):
 One meta-step returns ∇_ω L_warp and ∇_φ L_init; the reported outer loss is L_init.
 """
 
-import torch
-
-from benchsuite.contract import META_INIT, Method, owned, owned_part, task_part
+from benchsuite.contract import task_part
 from benchsuite.functional import (
-    WithTransforms,
-    channel_mixing,
-    gradient_descent,
     gradient_step,
     inner_gradient,
-    layer_transforms_incompatibility,
     mean_surrogate_gradient,
-    per_layer,
     tree_detach,
 )
+from benchsuite.layer_transforms import LayerTransformMethod
 
-WARPS = "warp"
 
-
-class WarpGrad(Method):
+class WarpGrad(LayerTransformMethod):
     name = "warpgrad"
     paper = "Flennerhag et al. 2020 (WarpGrad), Warp-MAML"
-    supports = frozenset({META_INIT})
-
-    @classmethod
-    def incompatibility(cls, task):
-        return super().incompatibility(task) or layer_transforms_incompatibility(cls, task)
-
-    def init_meta_params(self, task, generator):
-        phi = task.init_meta_params(generator)
-        return {**phi, **owned(WARPS, per_layer(task, task.initial_theta(phi), torch.eye))}
-
-    def warped(self, task, phi):
-        warps = owned_part(phi, WARPS)
-        return WithTransforms(task, [channel_mixing(warps[str(layer)])
-                                     for layer in range(len(warps))])
-
-    def adapt(self, task, phi, support_x, support_y, steps):
-        task_phi = task_part(phi)
-        return gradient_descent(self.warped(task, phi), task.initial_theta(task_phi), task_phi,
-                                support_x, support_y, steps, self.config["inner_lr"])
-
-    def score(self, task, phi, theta, x, y):
-        return self.warped(task, phi).score(theta, task_part(phi), x, y)
+    transform_group = "warp"  # Ω
 
     def meta_gradient(self, task, phi, batch):
         alpha, steps = self.config["inner_lr"], self.config["inner_steps"]
 
         def task_objectives(phi, support_x, support_y, query_x, query_y):
             task_phi = task_part(phi)
-            warped = self.warped(task, phi)
-            warps_fixed = self.warped(task, tree_detach(phi))
+            warped = self.transformed(task, phi)
+            warps_fixed = self.transformed(task, tree_detach(phi))
             phi_fixed = tree_detach(task_phi)
             theta = task.initial_theta(task_phi)
             warp_terms = []

@@ -13,7 +13,7 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from benchsuite.data import missing_files, missing_message
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
 
 RAW = ["cifarfs/cifar100/data", *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt"
                                   for s in ("train", "val", "test"))]
@@ -25,6 +25,7 @@ class CIFARFS(FewShotClassification):
     paper = "Bertinetto et al. 2019, CIFAR-FS; MAML protocol"
     channels = 3
     image_size = 32
+    Settings = ProtocolSettings
     defaults = PROTOCOL
     quick = {"iterations": 200}
 

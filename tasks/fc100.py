@@ -10,7 +10,7 @@ import torch
 
 from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
 
 FILES = {"train": "FC100_train.pickle", "validation": "FC100_val.pickle",
          "test": "FC100_test.pickle"}
@@ -21,6 +21,7 @@ class FC100(FewShotClassification):
     paper = "Oreshkin et al. 2018 (TADAM), FC100; MAML protocol"
     channels = 3
     image_size = 32
+    Settings = ProtocolSettings
     defaults = PROTOCOL
     quick = {"iterations": 200}
 

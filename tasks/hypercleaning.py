@@ -14,13 +14,18 @@ An episode carries the whole problem: support = training set, query = validation
 (test set for the "test" split).
 """
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
 from benchsuite.seeding import derive_seed
+from benchsuite.settings import Annotated, AtLeast, Fraction
 
 CLASSES = 10
+DIGITS = 1797
+"""Images in scikit-learn's digits data set."""
 
 
 def f1_score(flagged: torch.Tensor, truth: torch.Tensor) -> float:
@@ -35,10 +40,22 @@ class HyperCleaning(Task):
     paper = "Franceschi et al. 2017, data hyper-cleaning"
     metric = "accuracy"
     higher_is_better = True
+
+    @dataclass(frozen=True)
+    class Settings:
+        """The corruption and the cut of the digits."""
+
+        corruption: Annotated[float, Fraction] = 0.5
+        """The fraction of training labels replaced by another, uniformly drawn class."""
+        train_size: Annotated[int, AtLeast(1)] = 500
+        """Training digits, one weight σ(φ_i) each; the labels are corrupted here only."""
+        validation_size: Annotated[int, AtLeast(1)] = 500
+        """Clean validation digits (the outer loss); the rest of the 1797 are the test
+        set."""
+        weight_decay: Annotated[float, AtLeast(0)] = 1e-3
+        """λ, the weight of λ/2 ‖W‖², which keeps the inner problem strongly convex."""
+
     defaults = {
-        "corruption": 0.5,            # fraction of training labels replaced
-        "train_size": 500, "validation_size": 500,   # the rest of the 1797 digits: test
-        "weight_decay": 1e-3,         # λ, keeps the inner problem strongly convex
         "inner_steps": 100, "inner_lr": 1.0,
         "meta_batch": 1, "meta_lr": 0.1, "meta_optimizer": "adam",
         "iterations": 500,
@@ -72,12 +89,10 @@ class HyperCleaning(Task):
     @classmethod
     def check_config(cls, config):
         problems = super().check_config(config)
-        if not 0 <= config["corruption"] <= 1:
-            problems.append(f"corruption must be in [0, 1] (got {config['corruption']})")
         sizes = config["train_size"], config["validation_size"]
-        if min(sizes) < 1 or sum(sizes) > 1797 - 1:
-            problems.append(f"train_size and validation_size must be positive and leave "
-                            f"test digits out of 1797 (got {sizes})")
+        if sum(sizes) > DIGITS - 1:
+            problems.append(f"train_size and validation_size must leave test digits out "
+                            f"of {DIGITS} (got {sizes})")
         return problems
 
     def init_meta_params(self, generator):

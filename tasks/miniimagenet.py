@@ -11,19 +11,34 @@ them as float32 (3.3 GB for the training split); its download code fetches them.
 """
 
 import pickle
+from dataclasses import dataclass
 
 import torch
 
 from benchsuite.data import files_problem
 from benchsuite.fewshot import CONV_EXECUTION, SPLITS, ClassImages, FewShotClassification
+from benchsuite.settings import Annotated, AtLeast
 
 FILES = {split: f"mini-imagenet-cache-{split}.pkl" for split in SPLITS}
 
-# MAML's mini-ImageNet protocol, shared by the other 84×84 and 32×32 few-shot tasks.
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """MAML's mini-ImageNet episodes and network width, the `Settings` of every 84×84 and
+    32×32 few-shot task (miniimagenet, tiered-imagenet, cifarfs, fc100)."""
+
+    ways: Annotated[int, AtLeast(2)] = 5
+    """N, the classes of an episode."""
+    shots: Annotated[int, AtLeast(1)] = 1
+    """K, the support images per class (5-shot: set `meta_batch=2` too, as MAML)."""
+    query: Annotated[int, AtLeast(1)] = 15
+    """Query images per class, training and test episodes."""
+    filters: Annotated[int, AtLeast(1)] = 32
+    """Channels of each of conv-4's convolutions."""
+
+
+# The rest of MAML's protocol, shared the same way.
 PROTOCOL = {
-    "ways": 5, "shots": 1,
-    "query": 15,               # query images per class, training and test episodes
-    "filters": 32,
     "inner_steps": 5, "inner_lr": 0.01,
     "meta_batch": 4, "meta_lr": 1e-3, "meta_optimizer": "adam",
     "iterations": 60000,
@@ -44,6 +59,7 @@ class MiniImagenet(FewShotClassification):
     paper = "Vinyals et al. 2016; Ravi & Larochelle 2017 split; Finn et al. 2017 (MAML)"
     channels = 3
     image_size = 84
+    Settings = ProtocolSettings
     defaults = PROTOCOL
     quick = {"iterations": 200}
 

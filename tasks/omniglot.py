@@ -15,7 +15,9 @@ test set, images_background is cut 1100 : 100 into train and validation the same
 """
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -23,10 +25,10 @@ from PIL import Image
 
 from benchsuite.data import missing_message
 from benchsuite.fewshot import CONV_EXECUTION, ClassImages, FewShotClassification
+from benchsuite.settings import Annotated, AtLeast
 
 IMAGE_SETS = ("images_background", "images_evaluation")
 SPLIT_PROPORTIONS = {"train": 1100, "validation": 100, "test": 423}
-CLASS_SPLITS = ("pooled", "background-evaluation")
 LAYOUT = ("images_background/<alphabet>/<character>/<drawing>.png and "
           "images_evaluation/<alphabet>/<character>/<drawing>.png (the unzipped "
           "images_background.zip and images_evaluation.zip of github.com/brendenlake/omniglot)")
@@ -80,26 +82,34 @@ class Omniglot(FewShotClassification):
     paper = "Vinyals et al. 2016; Finn et al. 2017 (MAML), Omniglot"
     channels = 1
     image_size = 28
+
+    @dataclass(frozen=True)
+    class Settings:
+        """MAML's 5-way 1-shot episodes, the network's width and the class split."""
+
+        ways: Annotated[int, AtLeast(2)] = 5
+        """N, the classes of an episode."""
+        shots: Annotated[int, AtLeast(1)] = 1
+        """K, the support images per class."""
+        query: Annotated[int, AtLeast(1)] = 15
+        """Query images per class, training and test episodes."""
+        filters: Annotated[int, AtLeast(1)] = 64
+        """Channels of each of conv-4's convolutions."""
+        rotations: bool = True
+        """Whether a character turned by 90°, 180° and 270° is a class of its own."""
+        class_split: Literal["pooled", "background-evaluation"] = "pooled"
+        """Which characters form the train, validation and test classes: `pooled` cuts
+        images_background and images_evaluation together 1100 : 100 : 423;
+        `background-evaluation` keeps Lake et al.'s split (images_evaluation is the test
+        set)."""
+
     defaults = {
-        "ways": 5, "shots": 1,
-        "query": 15,                 # query images per class, training and test episodes
-        "filters": 64,
-        "rotations": True,           # 90° turns of a character as new classes
-        "class_split": "pooled",     # pooled | background-evaluation
         "inner_steps": 1, "inner_lr": 0.4,
         "meta_batch": 32, "meta_lr": 1e-3, "meta_optimizer": "adam",
         "iterations": 60000,
         **CONV_EXECUTION,
     }
     quick = {"iterations": 1000}
-
-    @classmethod
-    def check_config(cls, config):
-        problems = super().check_config(config)
-        if config["class_split"] not in CLASS_SPLITS:
-            problems.append(f"class_split must be one of {', '.join(CLASS_SPLITS)} "
-                            f"(got {config['class_split']!r})")
-        return problems
 
     @classmethod
     def data_problem(cls, root, config):

@@ -12,10 +12,13 @@ An episode carries its own problem: support = (A_t, c_t), query = (C_t, b_t).
 The metric is the outer loss F after the method's inner solve.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
 from benchsuite.seeding import derive_seed
+from benchsuite.settings import Annotated, AtLeast, Positive
 
 
 def random_spd(dim: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -31,11 +34,23 @@ class Quadratic(Task):
     paper = "synthetic quadratic bilevel problem with closed-form hypergradient"
     metric = "outer_loss"
     higher_is_better = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        """The size and conditioning of the problems."""
+
+        dim: Annotated[int, AtLeast(1)] = 20
+        """The dimension of θ and φ."""
+        instances: Annotated[int, AtLeast(1)] = 4
+        """Problems t drawn per seed; the meta-objective is their mean."""
+        mu: Annotated[float, Positive] = 1.0
+        """μ, the smallest eigenvalue of every inner Hessian A_t."""
+        L: Annotated[float, Positive] = 5.0
+        """L, the largest eigenvalue of every inner Hessian A_t (μ ≤ L)."""
+        rho: Annotated[float, AtLeast(0)] = 0.01
+        """ρ, the weight of the outer regulariser ½ ρ ‖φ‖²."""
+
     defaults = {
-        "dim": 20,
-        "instances": 4,
-        "mu": 1.0, "L": 5.0,            # inner Hessian spectrum
-        "rho": 0.01,                    # outer regulariser on φ
         "inner_steps": 100, "inner_lr": 0.2,   # 2 / (μ + L) would be optimal; 1/L is safe
         "meta_batch": 4, "meta_lr": 0.05, "meta_optimizer": "adam",
         "iterations": 200,
@@ -59,10 +74,8 @@ class Quadratic(Task):
     @classmethod
     def check_config(cls, config):
         problems = super().check_config(config)
-        if config["dim"] < 1 or config["instances"] < 1:
-            problems.append("dim and instances must be at least 1")
-        if not 0 < config["mu"] <= config["L"]:
-            problems.append(f"need 0 < mu <= L (got mu={config['mu']}, L={config['L']})")
+        if not config["mu"] <= config["L"]:
+            problems.append(f"need mu <= L (got mu={config['mu']}, L={config['L']})")
         return problems
 
     def init_meta_params(self, generator):

@@ -18,10 +18,16 @@ Gradient descent on f is stable while inner_lr < 2 / (λ_max(XᵀX/n) + max λ);
 meta step size and iteration count keep max λ below e² ≈ 7.4 (λ_max(XᵀX/n) ≈ 5 here).
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
 from benchsuite.seeding import derive_seed
+from benchsuite.settings import Annotated, AtLeast
+
+ROWS = 442
+"""Patients in scikit-learn's diabetes data set."""
 
 
 class Ridge(Task):
@@ -30,10 +36,20 @@ class Ridge(Task):
     paper = "per-feature ridge regularisation by cross-validation (Pedregosa 2016), diabetes data"
     metric = "mse"
     higher_is_better = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        """The features and the cut of the rows."""
+
+        noise_features: Annotated[int, AtLeast(0)] = 20
+        """Seeded Gaussian columns appended to the 10 real features; they carry no
+        signal, so per-feature regularisation has something to learn."""
+        test_rows: Annotated[int, AtLeast(1)] = 82
+        """Rows held out for the test episode; the rest are cut into the folds."""
+        folds: Annotated[int, AtLeast(2)] = 4
+        """Cross-validation folds, one episode each (the meta-batch)."""
+
     defaults = {
-        "noise_features": 20,
-        "test_rows": 82,
-        "folds": 4,
         "inner_steps": 100, "inner_lr": 0.15,
         "meta_batch": 4, "meta_lr": 0.02, "meta_optimizer": "adam",
         "iterations": 100,
@@ -66,13 +82,10 @@ class Ridge(Task):
     @classmethod
     def check_config(cls, config):
         problems = super().check_config(config)
-        if config["noise_features"] < 0:
-            problems.append(f"noise_features must be at least 0 (got {config['noise_features']})")
-        if config["folds"] < 2:
-            problems.append(f"folds must be at least 2 (got {config['folds']})")
-        if not 1 <= config["test_rows"] <= 442 - 2 * config["folds"]:
-            problems.append(f"test_rows must be between 1 and {442 - 2 * config['folds']} "
-                            f"(the data set has 442 rows; got {config['test_rows']})")
+        # every fold needs at least two rows (a standard deviation, a support set)
+        if config["test_rows"] > ROWS - 2 * config["folds"]:
+            problems.append(f"test_rows must be at most {ROWS - 2 * config['folds']} "
+                            f"(the data set has {ROWS} rows; got {config['test_rows']})")
         return problems
 
     def features(self) -> int:

@@ -2,69 +2,61 @@
 Adaptation of Deep Networks", Section 5.1 and Appendix A.1).
 
 A task is y = A sin(x − b) with amplitude A ~ U[0.1, 5], phase b ~ U[0, π]; inputs
-x ~ U[−5, 5]. The model is an MLP 1-40-40-1 with ReLU; the loss is the mean squared error.
-Protocol: K = 10 support points, one inner gradient step with α = 0.01, meta-batch 25,
-Adam with β = 1e-3, 70,000 meta-iterations. At test time the model is adapted on K points
-and scored by MSE on held-out points of the same sine after 1, 5 and 10 steps.
+x ~ U[−5, 5]. The model is an MLP 1-40-40-1 with ReLU; the loss is the mean squared error
+(benchsuite/regression.py). Protocol: K = 10 support points, one inner gradient step with
+α = 0.01, meta-batch 25, Adam with β = 1e-3, 70,000 meta-iterations. At test time the
+model is adapted on K points and scored by MSE on held-out points of the same sine after
+1, 5 and 10 steps.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import META_INIT, EpisodeBatch, Task
-from benchsuite.models import mlp_forward, mlp_head_keys, mlp_init, mlp_layers
+from benchsuite.contract import EpisodeBatch
+from benchsuite.regression import MLPRegression
+from benchsuite.settings import Annotated, AtLeast
 
 
-class Sinusoid(Task):
+class Sinusoid(MLPRegression):
     name = "sinusoid"
-    kind = META_INIT
     paper = "Finn et al. 2017 (MAML), sinusoid regression"
-    metric = "mse"
-    higher_is_better = False
+
+    @dataclass(frozen=True)
+    class Settings:
+        """The sines and points of an episode, and the network's width."""
+
+        shots: Annotated[int, AtLeast(1)] = 10
+        """K, the support points of a training task."""
+        query: Annotated[int, AtLeast(1)] = 10
+        """Query points of a training task (the outer loss)."""
+        test_shots: Annotated[int, AtLeast(1)] = 10
+        """Support points of a test episode."""
+        test_query: Annotated[int, AtLeast(1)] = 100
+        """Scored points of a test episode."""
+        amplitude_min: float = 0.1
+        """Lower end of the amplitude A ~ U[amplitude_min, amplitude_max]."""
+        amplitude_max: float = 5.0
+        """Upper end of the amplitude A."""
+        phase_min: float = 0.0
+        """Lower end of the phase b ~ U[phase_min, phase_max], in radians."""
+        phase_max: float = math.pi
+        """Upper end of the phase b, in radians."""
+        x_min: float = -5.0
+        """Lower end of the inputs x ~ U[x_min, x_max]."""
+        x_max: float = 5.0
+        """Upper end of the inputs x."""
+        hidden: Annotated[int, AtLeast(1)] = 40
+        """Units in each of the MLP's two hidden layers."""
+
     defaults = {
-        "shots": 10,              # K support points per task
-        "query": 10,              # query points per training task
-        "test_shots": 10,         # support points of a test episode
-        "test_query": 100,        # scored points of a test episode
-        "amplitude_min": 0.1, "amplitude_max": 5.0,
-        "phase_min": 0.0, "phase_max": math.pi,
-        "x_min": -5.0, "x_max": 5.0,
-        "hidden": 40,
         "inner_steps": 1, "inner_lr": 0.01,
         "meta_batch": 25, "meta_lr": 1e-3, "meta_optimizer": "adam",
         "iterations": 70000,
         "eval_inner_steps": 1, "eval_steps": (1, 5, 10),
     }
     quick = {"iterations": 2000}
-    head_keys = mlp_head_keys(mlp_init([1, 40, 40, 1], torch.Generator()))
-    layer_transforms = True
-
-    @classmethod
-    def check_config(cls, config):
-        problems = super().check_config(config)
-        for key in ("shots", "query", "test_shots", "test_query", "hidden"):
-            if config[key] < 1:
-                problems.append(f"{key} must be at least 1 (got {config[key]})")
-        return problems
-
-    def init_meta_params(self, generator):
-        hidden = self.config["hidden"]
-        return mlp_init([1, hidden, hidden, 1], generator)
-
-    def initial_theta(self, phi):
-        return dict(phi)
-
-    def layers(self, theta):
-        return mlp_layers(theta)
-
-    def inner_loss(self, theta, phi, x, y, transforms=None):
-        return ((mlp_forward(theta, x, transforms) - y) ** 2).mean()
-
-    outer_loss = inner_loss
-
-    def score(self, theta, phi, x, y, transforms=None):
-        return ((mlp_forward(theta, x, transforms) - y) ** 2).squeeze(-1)
 
     def sample_batch(self, split, size, generator):
         c = self.config

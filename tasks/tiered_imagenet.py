@@ -16,7 +16,7 @@ from PIL import Image
 
 from benchsuite.data import files_problem
 from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL
+from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}
 FILES = [f"tiered-imagenet/{s}_{part}.pkl" for s in SHORT.values()
@@ -42,6 +42,7 @@ class TieredImagenet(FewShotClassification):
     paper = "Ren et al. 2018, tiered-ImageNet; MAML protocol"
     channels = 3
     image_size = 84
+    Settings = ProtocolSettings
     defaults = PROTOCOL
     quick = {"iterations": 200}
 
