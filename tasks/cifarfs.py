@@ -12,22 +12,19 @@ import torch
 from torchvision.transforms.functional import pil_to_tensor
 
 from benchsuite.data import missing_files, missing_message
-from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
+from benchsuite.fewshot import ClassImages
+from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 RAW = ["cifarfs/cifar100/data", *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt"
                                   for s in ("train", "val", "test"))]
 PROCESSED = [f"cifarfs/processed/{s}" for s in ("train", "val", "test")]
 
 
-class CIFARFS(FewShotClassification):
+class CIFARFS(MAMLProtocolImages):
     name = "cifarfs"
     paper = "Bertinetto et al. 2019, CIFAR-FS; MAML protocol"
-    channels = 3
     image_size = 32
-    Settings = ProtocolSettings
-    defaults = PROTOCOL
-    quick = {"iterations": 200}
+    learn2learn_dataset = "CIFARFS"
 
     @classmethod
     def data_problem(cls, root, config):
@@ -37,16 +34,8 @@ class CIFARFS(FewShotClassification):
                                "and cifarfs/cifar100/splits/bertinetto/{train,val,test}.txt "
                                "(learn2learn's cifar100.zip, unzipped into cifarfs/)")
 
-    @classmethod
-    def download(cls, root):
-        from benchsuite.compat import learn2learn
-
-        learn2learn.vision.datasets.CIFARFS(str(root), mode="train", download=True)
-
     def load_split(self, split):
-        from benchsuite.compat import learn2learn
-
-        data = learn2learn.vision.datasets.CIFARFS(str(self.root), mode=split)
+        data = self.learn2learn_split(self.root, split)
         images = torch.stack([pil_to_tensor(data.loader(path).convert("RGB"))
                               for path, _ in data.samples])
         return ClassImages(images, data.targets)

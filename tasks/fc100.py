@@ -9,36 +9,25 @@ On disk, in the data root: FC100_train.pickle, FC100_val.pickle, FC100_test.pick
 import torch
 
 from benchsuite.data import files_problem
-from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
+from benchsuite.fewshot import ClassImages
+from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 FILES = {"train": "FC100_train.pickle", "validation": "FC100_val.pickle",
          "test": "FC100_test.pickle"}
 
 
-class FC100(FewShotClassification):
+class FC100(MAMLProtocolImages):
     name = "fc100"
     paper = "Oreshkin et al. 2018 (TADAM), FC100; MAML protocol"
-    channels = 3
     image_size = 32
-    Settings = ProtocolSettings
-    defaults = PROTOCOL
-    quick = {"iterations": 200}
+    learn2learn_dataset = "FC100"
 
     @classmethod
     def data_problem(cls, root, config):
         return files_problem("FC100", root, FILES.values(),
                              "MetaOptNet's FC100 pickles, as learn2learn reads them")
 
-    @classmethod
-    def download(cls, root):
-        from benchsuite.compat import learn2learn
-
-        learn2learn.vision.datasets.FC100(str(root), mode="train", download=True)
-
     def load_split(self, split):
-        from benchsuite.compat import learn2learn
-
-        data = learn2learn.vision.datasets.FC100(str(self.root), mode=split)
+        data = self.learn2learn_split(self.root, split)
         images = torch.from_numpy(data.images).permute(0, 3, 1, 2)
         return ClassImages(images, data.labels)

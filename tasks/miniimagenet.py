@@ -12,6 +12,7 @@ them as float32 (3.3 GB for the training split); its download code fetches them.
 
 import pickle
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 
@@ -54,14 +55,36 @@ def labelled_rows(class_dict: dict[str, list[int]], rows: int) -> torch.Tensor:
     return labels
 
 
-class MiniImagenet(FewShotClassification):
-    name = "miniimagenet"
-    paper = "Vinyals et al. 2016; Ravi & Larochelle 2017 split; Finn et al. 2017 (MAML)"
+class MAMLProtocolImages(FewShotClassification):
+    """A colour few-shot task under MAML's mini-ImageNet protocol (ProtocolSettings and
+    PROTOCOL), whose files learn2learn's data set class `learn2learn_dataset` fetches
+    (and, unless the task reads them itself, reads)."""
+
     channels = 3
-    image_size = 84
     Settings = ProtocolSettings
     defaults = PROTOCOL
     quick = {"iterations": 200}
+    learn2learn_dataset: ClassVar[str]
+    """The name of the class in learn2learn.vision.datasets."""
+
+    @classmethod
+    def learn2learn_split(cls, root, split: str, download: bool = False):
+        """learn2learn's data set of `split` in `root` (fetched first if `download`)."""
+        from benchsuite.compat import learn2learn
+
+        dataset = getattr(learn2learn.vision.datasets, cls.learn2learn_dataset)
+        return dataset(str(root), mode=split, download=download)
+
+    @classmethod
+    def download(cls, root):
+        cls.learn2learn_split(root, "train", download=True)
+
+
+class MiniImagenet(MAMLProtocolImages):
+    name = "miniimagenet"
+    paper = "Vinyals et al. 2016; Ravi & Larochelle 2017 split; Finn et al. 2017 (MAML)"
+    image_size = 84
+    learn2learn_dataset = "MiniImagenet"
 
     @classmethod
     def data_problem(cls, root, config):
@@ -70,10 +93,8 @@ class MiniImagenet(FewShotClassification):
 
     @classmethod
     def download(cls, root):
-        from benchsuite.compat import learn2learn
-
-        for split in SPLITS:
-            learn2learn.vision.datasets.MiniImagenet(str(root), mode=split, download=True)
+        for split in SPLITS:  # each split is its own pickle
+            cls.learn2learn_split(root, split, download=True)
 
     def load_split(self, split):
         with open(self.root / FILES[split], "rb") as file:

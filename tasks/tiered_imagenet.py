@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from benchsuite.data import files_problem
-from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.tasks.miniimagenet import PROTOCOL, ProtocolSettings
+from benchsuite.fewshot import ClassImages
+from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}
 FILES = [f"tiered-imagenet/{s}_{part}.pkl" for s in SHORT.values()
@@ -37,28 +37,17 @@ class DecodedPNGs:
         return torch.from_numpy(np.array(image)).permute(2, 0, 1)
 
 
-class TieredImagenet(FewShotClassification):
+class TieredImagenet(MAMLProtocolImages):
     name = "tiered-imagenet"
     paper = "Ren et al. 2018, tiered-ImageNet; MAML protocol"
-    channels = 3
     image_size = 84
-    Settings = ProtocolSettings
-    defaults = PROTOCOL
-    quick = {"iterations": 200}
+    learn2learn_dataset = "TieredImagenet"
 
     @classmethod
     def data_problem(cls, root, config):
         return files_problem("tiered-ImageNet", root, FILES,
                              "learn2learn's tiered-ImageNet pickles")
 
-    @classmethod
-    def download(cls, root):
-        from benchsuite.compat import learn2learn
-
-        learn2learn.vision.datasets.TieredImagenet(str(root), mode="train", download=True)
-
     def load_split(self, split):
-        from benchsuite.compat import learn2learn
-
-        data = learn2learn.vision.datasets.TieredImagenet(str(self.root), mode=split)
+        data = self.learn2learn_split(self.root, split)
         return ClassImages(DecodedPNGs(data.images), data.labels)

@@ -17,9 +17,12 @@ This file lives in docs/templates/, which the registry does not search (it loads
 tasks/ and the folders given with --plugins), so the template is never part of a grid.
 """
 
+from dataclasses import dataclass
+
 import torch
 
 from benchsuite.contract import META_INIT, EpisodeBatch, Task
+from benchsuite.settings import Annotated, AtLeast
 
 
 class TemplateTask(Task):
@@ -31,8 +34,8 @@ class TemplateTask(Task):
     paper = "Author et al. YEAR, Section N"
     metric = "mse"            # the name of what `score` returns per example
     higher_is_better = False
-    # The paper's set-up. The first five keys are required; the rest are the task's own.
-    # Every key can be overridden with `--set key=value` or `--set template-task.key=value`.
+    # The paper's set-up of the runner's keys; the first five are required. Every key can
+    # be overridden with `--set key=value` or `--set template-task.key=value`.
     defaults = {
         "inner_steps": 5, "inner_lr": 0.1,          # the inner loop during meta-training
         "meta_batch": 10, "meta_lr": 1e-2,          # tasks per meta-step, meta step size
@@ -40,24 +43,33 @@ class TemplateTask(Task):
         "eval_steps": (1, 10),                      # further step counts to score at
         # (a test episode is scored after `inner_steps` steps, the trained number,
         # unless a protocol file names `eval_inner_steps`)
-        "features": 8, "shots": 10, "query": 20,    # the task's own keys
-        "task_spread": 1.0, "noise": 0.1,
     }
+
+    @dataclass(frozen=True)
+    class Settings:
+        """The task's own keys, with the paper's values: each field's type and range are
+        checked at planning, and the string under it is what `benchsuite list --settings
+        template-task` shows. Their defaults join `defaults`. A key must not repeat one of
+        the runner's."""
+
+        features: Annotated[int, AtLeast(1)] = 8
+        """Input dimension of the regression."""
+        shots: Annotated[int, AtLeast(1)] = 10
+        """Support points per task."""
+        query: Annotated[int, AtLeast(1)] = 20
+        """Query points per task."""
+        task_spread: Annotated[float, AtLeast(0)] = 1.0
+        """σ, the spread of the tasks' weights around 1 and biases around 0."""
+        noise: Annotated[float, AtLeast(0)] = 0.1
+        """Standard deviation of the label noise ε."""
+
     # What `--budget quick` (the default) changes, so that a CPU run takes seconds.
     quick = {"iterations": 100}
     # θ's keys of the final layer, for head-only methods (ANIL); () if there is no head.
     head_keys = ("weight", "bias")
 
-    @classmethod
-    def check_config(cls, config):
-        """One line per value out of range: the run stops before anything is written."""
-        problems = super().check_config(config)
-        for key in ("features", "shots", "query"):
-            if config[key] < 1:
-                problems.append(f"{key} must be at least 1 (got {config[key]})")
-        if config["noise"] < 0:
-            problems.append(f"noise must not be negative (got {config['noise']})")
-        return problems
+    # Checks that involve several keys (min < max, shots < samples) go in
+    # `check_config(cls, config)`, a classmethod returning one line per problem.
 
     # Tasks that read data from disk also override `check_data(config)`: return one line
     # saying what to put where, or None when the data is there (see benchsuite/fewshot.py).
