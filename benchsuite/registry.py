@@ -34,8 +34,12 @@ class Plugin:
     source_hash: str
     files: tuple[Path, ...] = ()
     """The plugin's file and the plugin files it builds on (what `source_hash` covers)."""
-    settings: tuple[Setting, ...] = ()
-    """The keys its typed `Settings` declare (benchsuite.settings), checked at planning."""
+
+    @property
+    def settings(self) -> tuple[Setting, ...]:
+        """The keys its typed `Settings` declare (benchsuite.settings), checked at planning;
+        read when the class was defined (contract.py)."""
+        return self.cls.declared_settings
 
 
 @dataclass
@@ -148,17 +152,15 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
             continue
         if not (issubclass(cls, Method | Task) and cls not in (Method, Task)):
             continue
-        declared = cls.declared_settings  # adopted when the class was defined (contract.py)
         if issubclass(cls, Method):
             _register(registry.methods, cls, path, code, files, (cls.name, *cls.aliases),
-                      registry, declared)
+                      registry)
         else:
             problem = _task_problem(cls)
             if problem:
                 registry.unavailable[str(path)] = problem
                 continue
-            _register(registry.tasks, cls, path, code, files, (cls.name,), registry,
-                      declared)
+            _register(registry.tasks, cls, path, code, files, (cls.name,), registry)
 
 
 def _task_problem(cls: type[Task]) -> str | None:
@@ -170,8 +172,8 @@ def _task_problem(cls: type[Task]) -> str | None:
     return None
 
 
-def _register(table, cls, path, code, files, names, registry, declared):
-    plugin = Plugin(cls=cls, path=path, source_hash=code, files=files, settings=declared)
+def _register(table, cls, path, code, files, names, registry):
+    plugin = Plugin(cls=cls, path=path, source_hash=code, files=files)
     for name in names:
         if name in table and table[name].path != path:
             registry.unavailable[str(path)] = (
