@@ -113,10 +113,17 @@ PROTOCOL_RUNS = (
     ["--protocol", "reptile-torch", "--seeds", "3"],
 )
 TUNING = (
-    # pairs without a paper protocol, tuned on validation episodes (protocols/tuned/)
+    # every reference-grid pair without a paper protocol, tuned on validation episodes
+    # after half its grid's iterations (protocols/tuned/)
     ["--methods", "fomaml,anil", "--tasks", "omniglot", "--iterations", "150",
      "--meta-batch", "8", "--set", "omniglot.query=5", "--set", "curve_points=5",
      "--set", "val_episodes=50", "--data-root", OMNIGLOT_SUBSET],
+    ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg",
+     "--tasks", "hypercleaning", "--iterations", "100"],
+    ["--methods", "anil,fomaml,l2l-maml,maml,metasgd,mtnet,pretrain,trhg,warpgrad",
+     "--tasks", "logistic", "--iterations", "1000"],
+    ["--methods", "fomaml,anil,reptile", "--tasks", "sinusoid", "--budget", "paper",
+     "--set", "sinusoid.test_shots=5", "--iterations", "35000"],
 )
 
 

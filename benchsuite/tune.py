@@ -4,9 +4,16 @@ For a (method, task) pair without a paper protocol, every method gets the same b
 TUNE_BUDGET = 4 configurations, a 2 × 2 grid around the step sizes the trial would use
 without tuning (the task's defaults, the method's hyperparameters, the command line):
 
-- implicit methods (their config has `proximal_lambda`): inner_lr × {1, 1/4} crossed with
-  proximal_lambda × {1, 5};
-- every other method: inner_lr × {1, 1/4} crossed with meta_lr × {1, 3}.
+- implicit methods on meta-initialisation tasks (their config has `proximal_lambda`, and
+  only there is the proximal problem their inner problem): inner_lr × {1, 1/4} crossed
+  with proximal_lambda × {1, 5};
+- every other pair: inner_lr × {1, 1/4} crossed with meta_lr × {1, 3} (DARTS on
+  hyper-cleaning keeps a `proximal_lambda` it does not use: tuning it would spend half
+  the budget on a key without effect).
+
+"inner_lr" is the inner step size unless the method names its own keys in
+`inner_step_keys` (Meta-SGD: the range its learned α starts in); all of them are scaled
+together, so no method's budget goes to a key it does not use.
 
 Each grid point is planned as `--set <method>.<key>=<value>` overrides through
 benchsuite.planning.plan (so everything is validated before anything runs), run × seeds
@@ -37,6 +44,7 @@ from tabulate import tabulate
 
 from benchsuite import planning
 from benchsuite import protocols as protocol_files
+from benchsuite.contract import META_INIT
 from benchsuite.errors import UsageError
 from benchsuite.records import FINISHED, git_commit, read_record, write_text_atomic
 from benchsuite.registry import Registry
@@ -75,18 +83,21 @@ class TuneJob:
         return [spec for point in self.specs for spec in point]
 
 
-def grid_for(config: Mapping[str, Any]) -> tuple[tuple[str, str], list[dict[str, float]]]:
+def grid_for(config: Mapping[str, Any], task_kind: str,
+             inner_keys: tuple[str, ...] = ("inner_lr",)
+             ) -> tuple[tuple[str, ...], list[dict[str, float]]]:
     """The TUNE_BUDGET grid points around `config`'s step sizes, in grid order."""
-    second, factors = (("proximal_lambda", PROXIMAL_FACTORS) if "proximal_lambda" in config
+    proximal = task_kind == META_INIT and "proximal_lambda" in config
+    second, factors = (("proximal_lambda", PROXIMAL_FACTORS) if proximal
                        else ("meta_lr", META_FACTORS))
-    keys = ("inner_lr", second)
+    keys = (*inner_keys, second)
     for key in keys:
         value = config.get(key)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UsageError(f"cannot tune {key}: the config has {key} = {value!r}, not a "
                              "number")
-    grid = [{"inner_lr": float(config["inner_lr"]) * a, second: float(config[second]) * b}
-            for a in INNER_FACTORS for b in factors]
+    grid = [{**{key: float(config[key]) * a for key in inner_keys},
+             second: float(config[second]) * b} for a in INNER_FACTORS for b in factors]
     assert len(grid) == TUNE_BUDGET
     return keys, grid
 
@@ -129,7 +140,9 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
     jobs = []
     for method_name, task_name in pairs:
         base = bases[method_name, task_name]
-        keys, grid = grid_for(base.config)
+        keys, grid = grid_for(base.config, registry.task(task_name).cls.kind,
+                              getattr(registry.method(method_name).cls, "inner_step_keys",
+                                      ("inner_lr",)))
         own = _items_for(set_items, registry, method_name, task_name, base.config)
         specs = [planning.plan(registry, methods=method_name, tasks=task_name, seeds=seeds,
                              set_items=[*own, *(f"{method_name}.{k}={v!r}"
@@ -212,7 +225,8 @@ def tuned_table(job: TuneJob, *, seeds: int, command: str, date: str | None = No
     iterations, episodes = job.base["iterations"], job.base["val_episodes"]
     return {
         "source": (f"benchsuite tune: best of {TUNE_BUDGET} configurations on {episodes} "
-                   f"validation episodes after {iterations} iterations, {seeds} seed(s)"),
+                   f"validation episode{'' if episodes == 1 else 's'} after {iterations} "
+                   f"iterations, {seeds} seed(s)"),
         "budget": TUNE_BUDGET,
         "metric": f"val_{job.metric}",
         "higher_is_better": job.higher_is_better,

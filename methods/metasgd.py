@@ -28,6 +28,9 @@ class MetaSGD(Method):
     name = "metasgd"
     paper = "Li et al. 2017 (Meta-SGD)"
     supports = frozenset({META_INIT, META_REPRESENTATION})
+    # its inner step sizes are α, started in this range (`inner_lr` is unused): what
+    # `benchsuite tune` scales as its step size
+    inner_step_keys = ("alpha_init_low", "alpha_init_high")
 
     @dataclass(frozen=True)
     class Settings:

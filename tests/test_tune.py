@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from benchsuite import planning, tune
 from benchsuite import protocols as protocol_files
 from benchsuite.cli import app
+from benchsuite.contract import HYPERPARAMETER, META_INIT
 from benchsuite.results import read_records
 
 TINY = ["--set", "sinusoid.iterations=20", "--set", "curve_points=2",
@@ -116,13 +117,51 @@ def test_unknown_method_exits_2(tmp_path):
     assert result.exit_code == 2 and "unknown method 'nope'" in result.stderr
 
 
-def test_implicit_methods_tune_the_proximal_weight():
-    keys, grid = tune.grid_for({"inner_lr": 0.1, "meta_lr": 1e-3, "proximal_lambda": 2.0})
+def test_implicit_methods_tune_the_proximal_weight_where_it_is_their_inner_problem():
+    config = {"inner_lr": 0.1, "meta_lr": 1e-3, "proximal_lambda": 2.0}
+    keys, grid = tune.grid_for(config, META_INIT)
     assert keys == ("inner_lr", "proximal_lambda")
     assert grid == [{"inner_lr": 0.1, "proximal_lambda": 2.0},
                     {"inner_lr": 0.1, "proximal_lambda": 10.0},
                     {"inner_lr": 0.025, "proximal_lambda": 2.0},
                     {"inner_lr": 0.025, "proximal_lambda": 10.0}]
+    # DARTS on hyper-cleaning has the key but no proximal problem: its step sizes are tuned
+    keys, grid = tune.grid_for(config, HYPERPARAMETER)
+    assert keys == ("inner_lr", "meta_lr")
+    assert [point["meta_lr"] for point in grid] == pytest.approx([1e-3, 3e-3] * 2)
+
+
+def test_darts_tunes_its_meta_step_on_hypercleaning(registry, tmp_path):
+    jobs = tune.plan_tuning(registry, methods="darts", tasks="hypercleaning", seeds=1,
+                            budget="quick", device="cpu", options={}, set_items=[],
+                            out=tmp_path, protocols=protocol_files.load())
+    assert [job.keys for job in jobs] == [("inner_lr", "meta_lr")]
+
+
+def test_metasgd_tunes_the_range_its_learned_step_sizes_start_in(registry, tmp_path):
+    """Meta-SGD does not use inner_lr: its budget scales α's initial range instead."""
+    jobs = tune.plan_tuning(registry, methods="metasgd", tasks="logistic", seeds=1,
+                            budget="quick", device="cpu", options={}, set_items=[],
+                            out=tmp_path, protocols=protocol_files.load())
+    (job,) = jobs
+    assert job.keys == ("alpha_init_low", "alpha_init_high", "meta_lr")
+    low, high = job.base["alpha_init_low"], job.base["alpha_init_high"]
+    assert [p["alpha_init_low"] for p in job.grid] == pytest.approx([low, low, low / 4, low / 4])
+    assert [p["alpha_init_high"] for p in job.grid] == pytest.approx(
+        [high, high, high / 4, high / 4])
+    assert [spec.config["alpha_init_high"] for point in job.specs for spec in point] == (
+        pytest.approx([high, high, high / 4, high / 4]))
+
+
+def test_source_counts_one_validation_episode_in_the_singular():
+    """Hyper-cleaning validates on one episode (its validation set)."""
+    job = tune.TuneJob("maml", "hypercleaning", {"iterations": 100, "val_episodes": 1},
+                       ("inner_lr", "meta_lr"), [{"inner_lr": 1.0, "meta_lr": 0.1}], [[]],
+                       "accuracy", True, scores=[0.9], choice=0)
+    table = tune.tuned_table(job, seeds=1, command="c", date="d", commit="x")
+    assert table["source"] == ("benchsuite tune: best of 4 configurations on 1 validation "
+                               "episode after 100 iterations, 1 seed(s)")
+    assert table["settings"] == {"inner_lr": 1.0, "meta_lr": 0.1}
 
 
 def test_choose_skips_non_finite_and_keeps_the_first_of_ties():
