@@ -54,6 +54,7 @@ TUNE_BUDGET = 4
 INNER_FACTORS = (1.0, 0.25)
 META_FACTORS = (1.0, 3.0)
 PROXIMAL_FACTORS = (1.0, 5.0)
+INNER_STEP_KEYS = ("inner_lr",)  # unless a method names its own (`inner_step_keys`)
 TEMPORARY_SUFFIX = ".tmp"  # a protocol file being written (protocols.load reads *.toml)
 
 
@@ -84,7 +85,7 @@ class TuneJob:
 
 
 def grid_for(config: Mapping[str, Any], task_kind: str,
-             inner_keys: tuple[str, ...] = ("inner_lr",)
+             inner_keys: tuple[str, ...] = INNER_STEP_KEYS
              ) -> tuple[tuple[str, ...], list[dict[str, float]]]:
     """The TUNE_BUDGET grid points around `config`'s step sizes, in grid order."""
     proximal = task_kind == META_INIT and "proximal_lambda" in config
@@ -142,7 +143,7 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
         base = bases[method_name, task_name]
         keys, grid = grid_for(base.config, registry.task(task_name).cls.kind,
                               getattr(registry.method(method_name).cls, "inner_step_keys",
-                                      ("inner_lr",)))
+                                      INNER_STEP_KEYS))
         own = _items_for(set_items, registry, method_name, task_name, base.config)
         specs = [planning.plan(registry, methods=method_name, tasks=task_name, seeds=seeds,
                              set_items=[*own, *(f"{method_name}.{k}={v!r}"
