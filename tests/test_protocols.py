@@ -210,7 +210,7 @@ def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
 
     set_items = ["sinusoid.iterations=4", "curve_points=1", "val_episodes=2",
                  "test_episodes=2"]
-    specs = plan(registry, "maml,fomaml,scratch", "sinusoid", set_items=set_items,
+    specs = plan(registry, "maml,fomaml,trhg,scratch", "sinusoid", set_items=set_items,
                  out=tmp_path / "results")
     runner.execute(specs, make_executor("inline", timeout=None, address=None), force=False,
                    quiet=True)
@@ -218,7 +218,9 @@ def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
     rows = {line.split("|")[2].strip(): line.split("|")[3].strip()
             for line in board.read_text().splitlines()
             if line.startswith("| ") and "method" not in line and "---" not in line}
-    assert rows == {"maml": "paper protocol", "fomaml": "task defaults", "scratch": "floor"}
+    # the committed protocols/: maml's paper, fomaml's tuned table, nothing for trhg
+    assert rows == {"maml": "paper protocol", "fomaml": "tuned (budget 4)",
+                    "trhg": "task defaults", "scratch": "floor"}
     text = board.read_text()
     assert "- maml — paper protocol: Finn et al. 2017, Sec. 5.1" in text
     assert "floor (best)" in text  # the floor is recognised by its protocol

@@ -47,9 +47,9 @@ def test_one_row_per_record_with_flattened_parts(fresh):
     assert isinstance(frame, pd.DataFrame)
     assert len(frame) == 5
     assert sorted(frame["status"]) == ["finished"] * 4 + ["n/a"]
-    # every record names its protocol: maml's paper protocol, fomaml on the task's defaults
+    # every record names its protocol: maml's paper protocol, fomaml's tuned one
     labels = frame.set_index(["method", "seed"])["protocol"].to_dict()
-    assert labels[("maml", 0)] == "paper protocol" and labels[("fomaml", 1)] == "task defaults"
+    assert labels[("maml", 0)] == "paper protocol" and labels[("fomaml", 1)] == "tuned (budget 4)"
     assert "protocol.source" in frame.columns
     for column in ("method", "task", "seed", "status", "metric.mse", "metric.mse_ci95",
                    "timing.total_s", "timing.per_iteration_s", "memory.peak_bytes",
