@@ -4,7 +4,8 @@ cost figure: validation metric vs wall-clock, test metric vs s/iteration and pea
 
 Statistics are seed-level (benchsuite/statistics.py, docs/statistics.md): a seed's score is
 the mean over its test episodes (the finite ones; the fraction that diverged is shown
-beside it), a row's score is the mean of its seed means ± the 95% t interval over seeds.
+beside it, and a seed whose training diverged counts as wholly diverged), a row's score is
+the mean of its seed means ± the 95% t interval over seeds.
 Methods are compared paired on the seeds they share (same seed → same test episodes);
 methods not significantly different from their group's leader share its rank. Where a
 task has floor records (methods whose protocol is a floor: `scratch`, `transfer`), every
@@ -146,19 +147,33 @@ class Cell:
         return percent(fraction)
 
     def median_text(self) -> str:
-        values = [self.medians[s] for s in self.means if s in self.medians]
-        if len(values) < len(self.means) or not values:
+        """The mean over the finite seeds of their episode medians."""
+        values = [self.medians[s] for s in self.finite if s in self.medians]
+        if len(values) < len(self.finite) or not values:
             return "not recorded"
-        return fmt(stats.t_interval(values).mean)
+        mark = PARTIAL if len(self.finite) < len(self.means) else ""
+        return fmt(stats.t_interval(values).mean) + mark
 
 
 def step_prefix(metric: str, steps: int, config: dict) -> str:
     return metric if steps == config.get("eval_inner_steps") else f"{metric}_at_{steps}_steps"
 
 
-def cell_for(done: pd.DataFrame, metric: str, steps: int) -> Cell:
+def scored_trials(group: pd.DataFrame) -> pd.DataFrame:
+    """The trials a row's score covers: the finished ones and those whose meta-training
+    diverged, so that a seed lost to divergence is counted, not silently dropped."""
+    return group[group.status.isin([FINISHED, DIVERGED])]
+
+
+def cell_for(trials: pd.DataFrame, metric: str, steps: int) -> Cell:
+    """The row's score after `steps` steps; a trial whose training diverged has no test
+    score, so its seed enters as a non-finite mean with all its episodes diverged."""
     cell = Cell()
-    for seed, metrics, config in zip(done.seed, done.metrics, done.config):
+    for seed, metrics, config, status in zip(trials.seed, trials.metrics, trials.config,
+                                             trials.status):
+        if status == DIVERGED:
+            cell.means[int(seed)], cell.diverged[int(seed)] = math.nan, 1.0
+            continue
         prefix = step_prefix(metric, steps, config)
         value = metrics.get(prefix, metrics.get(f"{metric}_at_{steps}_steps"))
         if not isinstance(value, (int, float)):
@@ -274,9 +289,10 @@ def build_rows(frame: pd.DataFrame, metric: str) -> tuple[list[Row], list[str], 
         for error in group[~group.status.isin(GOOD_STATUSES)].error.dropna().unique():
             notes.append(f"{label}: {error}")
         done = group[group.status == FINISHED]
+        scored = scored_trials(group)
         main = Cell()
-        for steps in sorted({int(c.get("eval_inner_steps", 0)) for c in done.config}):
-            part = cell_for(done[done.config.map(lambda c, s=steps: c.get(
+        for steps in sorted({int(c.get("eval_inner_steps", 0)) for c in scored.config}):
+            part = cell_for(scored[scored.config.map(lambda c, s=steps: c.get(
                 "eval_inner_steps") == s)], metric, steps)
             for name in ("means", "diverged", "stds", "counts", "medians", "episodes"):
                 getattr(main, name).update(getattr(part, name))
@@ -357,7 +373,7 @@ def task_table(frame: pd.DataFrame, metric: str,
         if floor is not None:
             cells.append(floor_verdict(row, floor, higher_is_better))
         for steps in other_steps:
-            cells.append(step_text(cell_for(row.done, metric, steps)))
+            cells.append(step_text(cell_for(scored_trials(row.group), metric, steps)))
         for key in hypergrad:
             cells.append(scalar_cell(row.done, key).text())
         for key in ("inner_steps", "eval_inner_steps", "iterations"):
@@ -395,7 +411,8 @@ def table_legend(rows: list[Row], metric: str, floor_rows: bool, reference: bool
              "with a single seed, the episode interval of that seed, marked). Rank: rows "
              "not significantly different (paired over shared seeds, 95%) from their "
              "group's best share its rank. Diverged: the fraction of test episodes whose "
-             "score is not finite, averaged over seeds."]
+             "score is not finite, averaged over seeds; a seed whose meta-training "
+             "diverged counts with all its episodes diverged."]
     if any(r.main.partial for r in rows if r.main.finite):
         lines.append(f"{PARTIAL} mean over the finite episodes (or seeds) only; the "
                      "diverged column gives what was left out.")

@@ -4,10 +4,11 @@ report's use of them on constructed rows."""
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from benchsuite import statistics as stats
-from benchsuite.report import Cell, compare
+from benchsuite.report import Cell, cell_for, compare, scored_trials
 
 
 @pytest.mark.parametrize("df,expected", [(1, 12.706205), (2, 4.302653), (4, 2.776445),
@@ -101,3 +102,18 @@ def test_report_cells_mark_partial_means_and_compare_paired():
     shifted = Cell(means={0: 1.1, 1: 2.1, 2: 3.05}, diverged={0: 0.0, 1: 0.0, 2: 0.0})
     assert compare(shifted, cell).significant
     assert not compare(shifted, Cell(means={0: 3.0, 1: 1.0, 2: 2.0})).significant
+
+
+def test_a_seed_whose_training_diverged_counts_as_diverged_not_dropped():
+    finished = {"mse": 2.0, "mse_diverged": 0.0, "mse_median": 1.5}
+    trials = pd.DataFrame({
+        "seed": [0, 1, 2, 3, 4],
+        "status": ["finished", "finished", "diverged", "finished", "failed"],
+        "config": [{"eval_inner_steps": 5}] * 5,
+        "metrics": [dict(finished, mse=1.0), finished, {}, dict(finished, mse=3.0), {}]})
+    cell = cell_for(scored_trials(trials), "mse", 5)
+    assert sorted(cell.means) == [0, 1, 2, 3]  # a failed trial runs again: not scored yet
+    assert cell.finite == {0: 1.0, 1: 2.0, 3: 3.0}
+    assert cell.diverged_fraction() == 0.25 and cell.diverged_text() == "25%"
+    assert cell.text() == "2* ± 2.5"  # over the three finite seeds, marked
+    assert cell.median_text() == "1.5*"
