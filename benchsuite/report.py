@@ -34,6 +34,9 @@ from benchsuite.registry import Registry, changed_code
 from benchsuite.results import read_records
 
 IGNORED_CONFIG_KEYS = ("seed",)
+BUDGET_KEYS = ("inner_steps", "eval_inner_steps", "iterations", "meta_batch")
+"""What each row ran with, in columns: a protocol's source gives its paper's set-up, and a
+command line may set iterations and meta-batch for a whole grid."""
 ENVIRONMENT_KEYS = ("device_name", "cpu_count", "torch_threads", "platform", "python", "torch",
                     "numpy", "pillow", "git_commit")
 PUBLISHED_FILE = "published.toml"
@@ -376,7 +379,7 @@ def task_table(frame: pd.DataFrame, metric: str,
             cells.append(step_text(cell_for(scored_trials(row.group), metric, steps)))
         for key in hypergrad:
             cells.append(scalar_cell(row.done, key).text())
-        for key in ("inner_steps", "eval_inner_steps", "iterations"):
+        for key in BUDGET_KEYS:
             values = sorted({int(c[key]) for c in row.done.config if key in c})
             cells.append(", ".join(map(str, values)) or "–")
         per_iter = [t["per_iteration_s"] for t in row.done.timing if t.get("per_iteration_s")]
@@ -399,7 +402,7 @@ def task_table(frame: pd.DataFrame, metric: str,
         header.append("vs best floor")
     header += [f"after {s} steps" for s in other_steps] + hypergrad
     header += ["trained with inner steps", "scored after steps", "meta-iterations",
-               "s / meta-iter (median)", "total s", "peak MiB", "status"]
+               "meta-batch", "s / meta-iter (median)", "total s", "peak MiB", "status"]
     return (tabulate(table, header, tablefmt="github",
                       disable_numparse=list(range(1, len(header)))),
             not_applicable, notes, rows)
@@ -671,7 +674,9 @@ def protocol_lines(rows: list[Row]) -> list[str]:
                 text += f" Deviations: {protocol['deviations']}"
             lines.append(text)
     return (["Protocols (protocols/; rows not listed run on the task's defaults or are "
-             "floors):", "", *dict.fromkeys(lines), ""] if lines else [])
+             "floors). A source gives its paper's set-up; the table's step, meta-iteration "
+             "and meta-batch columns give what ran, where a command line set them:", "",
+             *dict.fromkeys(lines), ""] if lines else [])
 
 
 def environment_lines(records: list[dict]) -> list[str]:

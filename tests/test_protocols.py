@@ -221,6 +221,13 @@ def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
     # the committed protocols/: maml's paper, fomaml's tuned table, nothing for trhg
     assert rows == {"maml": "paper protocol", "fomaml": "tuned (budget 4)",
                     "trhg": "task defaults", "scratch": "floor"}
+    # what each row trained with: the task's meta-batch, the command line's iterations
+    table = [line.split("|")[1:-1] for line in board.read_text().splitlines()
+             if line.startswith("| ") and "---" not in line]
+    header = [cell.strip() for cell in table[0]]
+    budget = {row[1].strip(): (row[header.index("meta-iterations")].strip(),
+                               row[header.index("meta-batch")].strip()) for row in table[1:]}
+    assert budget["maml"] == ("4", str(registry.task("sinusoid").cls.defaults["meta_batch"]))
     text = board.read_text()
     assert "- maml — paper protocol: Finn et al. 2017, Sec. 5.1" in text
     assert "floor (best)" in text  # the floor is recognised by its protocol
