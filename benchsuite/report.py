@@ -235,6 +235,11 @@ class Row:
     group: pd.DataFrame
 
     @property
+    def scored(self) -> pd.DataFrame:
+        """The trials its scores cover (scored_trials)."""
+        return scored_trials(self.group)
+
+    @property
     def score(self) -> float:
         return self.main.interval()[0].mean if self.main.finite else math.nan
 
@@ -376,7 +381,7 @@ def task_table(frame: pd.DataFrame, metric: str,
         if floor is not None:
             cells.append(floor_verdict(row, floor, higher_is_better))
         for steps in other_steps:
-            cells.append(step_text(cell_for(scored_trials(row.group), metric, steps)))
+            cells.append(step_text(cell_for(row.scored, metric, steps)))
         for key in hypergrad:
             cells.append(scalar_cell(row.done, key).text())
         for key in BUDGET_KEYS:
