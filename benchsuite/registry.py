@@ -20,7 +20,7 @@ import benchsuite.methods as builtin_methods  # the checkout's methods/ (pyproje
 import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
 from benchsuite.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.errors import UsageError
-from benchsuite.identity import engine_files, imported_names
+from benchsuite.identity import engine_files, hash_files, imported_names
 from benchsuite.settings import Setting
 
 REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations", "meta_lr")
@@ -107,13 +107,6 @@ def plugin_files(module, path: Path) -> tuple[Path, ...]:
         if package in packages and (packages[package] / f"{rest}.py").is_file():
             files.add(packages[package] / f"{rest}.py")
     return tuple(sorted(files))
-
-
-def hash_files(files) -> str:
-    digest = hashlib.sha256()
-    for file in sorted(files):
-        digest.update(Path(file).read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def code_identity(method: Plugin, task: Plugin) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""Record identity: a trial is current only while its plugin files and every engine module
-it runs through are unchanged."""
+"""Record identity: a trial is current only while the code of its plugin files and of every
+engine module it runs through is unchanged (comments, docstrings and module places aside)."""
 
 import shutil
 
@@ -46,16 +46,52 @@ def test_an_engine_edit_gives_new_trial_ids_and_marks_older_records(registry, tm
     record = new_record(before, "finished")
     assert not report._is_stale(record, registry)
 
-    # the same engine with one line changed in the trial loop
+    # the same engine with one statement changed in the trial loop
     edited = tmp_path / "trial.py"
     shutil.copy(ENGINE / "trial.py", edited)
-    edited.write_text(edited.read_text() + "\n# an edit\n")
+    edited.write_text(edited.read_text() + "\nEDITED = True\n")
     monkeypatch.setattr(identity, "TRIAL_LOOP", edited)
 
     after = plan_one(registry, tmp_path)
     assert after.code["engine"] != before.code["engine"]
     assert after.trial_id != before.trial_id and after.path != before.path  # run re-runs
     assert report._is_stale(record, registry)                             # "older code"
+
+
+def test_comments_docstrings_and_blank_lines_are_not_code(tmp_path):
+    original = tmp_path / "a.py"
+    original.write_text('"""Doc."""\nimport torch\n\n\ndef f(x):\n    return x + 1\n')
+    reworded = tmp_path / "b.py"
+    reworded.write_text('"""Other words."""\nimport torch  # why\n\ndef f(x):\n'
+                        '    """What f does."""\n    # a comment\n    return x + 1\n')
+    changed = tmp_path / "c.py"
+    changed.write_text('"""Doc."""\nimport torch\n\n\ndef f(x):\n    return x + 2\n')
+    assert identity.code_hash(original) == identity.code_hash(reworded)
+    assert identity.code_hash(original) != identity.code_hash(changed)
+
+
+def test_an_engine_module_moved_elsewhere_keeps_the_identity(tmp_path, monkeypatch):
+    """Moving a module into a subpackage and importing it from there changes no code."""
+    package = tmp_path / "benchsuite"
+    (package / "core").mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    (package / "core" / "__init__.py").write_text('"""The core layer."""\n')
+    helper = "def twice(x):\n    return 2 * x\n"
+    user = tmp_path / "plugin.py"
+    monkeypatch.setattr(identity, "ENGINE", package)
+
+    (package / "helpers.py").write_text(helper)
+    user.write_text("from benchsuite.helpers import twice\n\nY = twice(3)\n")
+    before = identity.code_hash(user)
+    (package / "helpers.py").unlink()
+    (package / "core" / "helpers.py").write_text(helper)
+    user.write_text("from benchsuite.core.helpers import twice\n\nY = twice(3)\n")
+    assert identity.code_hash(user) == before
+    assert identity.imported_engine_modules(user) == {package / "core" / "helpers.py"}
+
+    # ...while a change inside the moved module is a change of the importer's identity
+    (package / "core" / "helpers.py").write_text(helper.replace("2 * x", "3 * x"))
+    assert identity.code_hash(user) != before
 
 
 @pytest.mark.parametrize("code", [{"method": "x", "task": "y"}, {}])
