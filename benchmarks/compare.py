@@ -37,7 +37,7 @@ from benchmarks.workloads import (
     rounds,
     warmup_rounds,
 )
-from benchsuite.measure import MemoryMeter, synchronize
+from benchsuite.running.measure import MemoryMeter, synchronize
 
 
 @dataclass
@@ -179,7 +179,7 @@ def main() -> None:
     measure.add_argument("--meta-chunk", type=int)
     measure.add_argument("--steps", type=int, default=2)
     args = parser.parse_args()
-    from benchsuite.registry import discover
+    from benchsuite.running.registry import discover
 
     print(json.dumps(measure_here(discover(), args.workload, args.contender, args.meta_batch,
                                   args.meta_chunk, args.steps)))

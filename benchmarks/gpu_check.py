@@ -161,8 +161,8 @@ def environment(device: str) -> dict:
     import numpy
     import torch
 
-    from benchsuite import reproducibility
-    from benchsuite.records import cpu_model
+    from benchsuite.storage import reproducibility
+    from benchsuite.storage.records import cpu_model
 
     env = {"python": platform.python_version(), "torch": torch.__version__,
            "numpy": numpy.__version__, "cpu": cpu_model(), "cpu_count": os.cpu_count(),
@@ -183,7 +183,7 @@ def timing(budget: Budget, raw: dict) -> None:
     """Interleaved timing of every contender on every workload (benchmarks/compare.py)."""
     from benchmarks import compare
     from benchmarks.workloads import WORKLOADS
-    from benchsuite.registry import discover
+    from benchsuite.running.registry import discover
 
     registry = discover()
     names = raw["contenders"] = _contenders()
@@ -267,7 +267,7 @@ def differences(a, b, where: str = "") -> list[str]:
 
 
 def compare_runs(first: Path, second: Path) -> dict:
-    from benchsuite.records import read_record
+    from benchsuite.storage.records import read_record
 
     paths = sorted(p.relative_to(first) for p in first.rglob("*.json"))
     others = sorted(p.relative_to(second) for p in second.rglob("*.json"))

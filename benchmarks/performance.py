@@ -55,10 +55,10 @@ from benchmarks.workloads import (
     rounds,
     sweep_overrides,
 )
-from benchsuite import planning, runner
-from benchsuite.executors import LocalExecutor
-from benchsuite.records import cpu_model, read_record
-from benchsuite.registry import discover
+from benchsuite.running import planning, runner
+from benchsuite.running.executors import LocalExecutor
+from benchsuite.running.registry import discover
+from benchsuite.storage.records import cpu_model, read_record
 
 MIB = 2**20
 FLAT_FACTOR = 1.25  # "flat in meta-batch size": peak at the largest ≤ this × peak at the smallest

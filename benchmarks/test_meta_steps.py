@@ -16,7 +16,7 @@ from benchmarks.workloads import (
     warmup_rounds,
     workload_methods,
 )
-from benchsuite.registry import discover
+from benchsuite.running.registry import discover
 
 REGISTRY = discover()
 CASES = [(workload, method) for workload, spec in WORKLOADS.items() if spec["table_rounds"]

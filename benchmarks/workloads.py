@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from benchsuite.data import DATA_ROOT_VARIABLE, data_root
-from benchsuite.planning import resolve_pair
-from benchsuite.seeding import generator
-from benchsuite.trial import meta_gradient, set_up
+from benchsuite.blocks.data import DATA_ROOT_VARIABLE, data_root
+from benchsuite.core.seeding import generator
+from benchsuite.running.planning import resolve_pair
+from benchsuite.running.trial import meta_gradient, set_up
 
 REPO = Path(__file__).resolve().parent.parent
 OMNIGLOT_SMALL = REPO.parent / "shared" / "data" / "omniglot-small"
@@ -73,7 +73,7 @@ if SMOKE:
 
 # name -> (registered method, config overrides). The maml-* variants are the engine's
 # execution paths side by side (one of them is each workload's default): the measurement
-# behind the task defaults (benchsuite.fewshot.CONV_EXECUTION for the conv tasks, the
+# behind the task defaults (benchsuite.blocks.fewshot.CONV_EXECUTION for the conv tasks, the
 # whole meta-batch vmapped for the others).
 VARIANTS = {
     "l2l-maml-first-order": ("l2l-maml", {"first_order": True}),
@@ -160,7 +160,7 @@ def execution_path(config: dict) -> str:
 
 def ours_meta_gradient(built):
     """Our meta-gradient of the built workload's batch, executed as a trial executes it
-    (benchsuite.trial.meta_gradient: chunks of `meta_chunk` tasks, accumulated)."""
+    (benchsuite.running.trial.meta_gradient: chunks of `meta_chunk` tasks, accumulated)."""
     return meta_gradient(built.method, built.task, built.phi, built.batch)
 
 
@@ -278,7 +278,7 @@ def build_workload(registry, workload: str, method: str, device: str = DEVICE,
     """Our `method` (a registered name or a VARIANTS name) on `workload`, with φ₀ and one
     training meta-batch drawn from fixed generators: every method and every reference of a
     workload sees the same φ₀ and the same batch tensors. The config is resolved by the
-    planner (benchsuite.planning.resolve_pair) on the task's defaults, quick budget, with
+    planner (benchsuite.running.planning.resolve_pair) on the task's defaults, quick budget, with
     the workload's settings, then the variant's, then `overrides`, then `meta_chunk` (the
     execution path; None: the workload's default) as its options, in that order of
     precedence; `eval_inner_steps` follows the resulting `inner_steps`, as in a trial."""

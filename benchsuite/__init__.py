@@ -1,5 +1,10 @@
 """benchsuite: a benchmark suite for hypergradient (bilevel) meta-learning methods.
 
+The engine is layered, each floor built only on those below it: `core` (the contract
+and the functional core), `blocks` (building blocks for plugins) and `storage` (records),
+`running` (planning, trials, executors), `reporting` (leaderboards), and `cli` on top
+(docs/architecture.md).
+
 The builtin plugins live in the checkout's top-level `methods/` and `tasks/` folders and
 install as `benchsuite.methods` / `benchsuite.tasks` (pyproject's package-dir), never as
 generic top-level `methods` / `tasks` packages.
@@ -7,6 +12,7 @@ generic top-level `methods` / `tasks` packages.
 
 from __future__ import annotations
 
+import importlib
 import importlib.abc
 import importlib.util
 import sys
@@ -55,3 +61,11 @@ def _map_checkout_plugins() -> None:
 
 
 _map_checkout_plugins()
+
+
+def __getattr__(name: str):
+    # `from benchsuite import results`, the results API, without importing pandas for
+    # every other use of the package
+    if name == "results":
+        return importlib.import_module("benchsuite.storage.results")
+    raise AttributeError(f"module 'benchsuite' has no attribute {name!r}")

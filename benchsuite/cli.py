@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from benchsuite.errors import UsageError
+from benchsuite.core.errors import UsageError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Benchmark hypergradient (bilevel) meta-learning methods.")
@@ -66,8 +66,10 @@ def run(
                                             "methods and settings."),
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
-    from benchsuite import data, executors, planning, reproducibility, runner
-    from benchsuite import registry as plugin_registry
+    from benchsuite.blocks import data
+    from benchsuite.running import executors, planning, runner
+    from benchsuite.running import registry as plugin_registry
+    from benchsuite.storage import reproducibility
 
     executors.quiet_library_warnings()  # planning imports the plugins and their libraries
     # Through the environment, not the config: where data lives is not part of a trial's
@@ -119,8 +121,8 @@ def report(
     plugins: list[Path] = typer.Option([], help="Extra plugin folders (to mark stale rows)."),
 ) -> None:
     """Render LEADERBOARD.md and figures from stored trial records."""
-    from benchsuite import registry as plugin_registry
-    from benchsuite.report import write_report
+    from benchsuite.reporting.report import write_report
+    from benchsuite.running import registry as plugin_registry
 
     if not results.is_dir():
         fail_usage(UsageError(f"results folder {str(results)!r} does not exist; run "
@@ -152,9 +154,9 @@ def verify(
     """Re-run stored trials and check that they give the stored numbers."""
     from tabulate import tabulate
 
-    from benchsuite import data
-    from benchsuite import registry as plugin_registry
-    from benchsuite import verify as verification
+    from benchsuite.blocks import data
+    from benchsuite.running import registry as plugin_registry
+    from benchsuite.running import verify as verification
 
     if not results.is_dir():
         fail_usage(UsageError(f"results folder {str(results)!r} does not exist; pass the "
@@ -203,8 +205,8 @@ def sweep(
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines."),
 ) -> None:
     """Hypergradient error vs accuracy knob and vs time, per method (Grazzi et al. 2020)."""
-    from benchsuite import registry as plugin_registry
-    from benchsuite import sweep as accuracy_sweep
+    from benchsuite.running import registry as plugin_registry
+    from benchsuite.running import sweep as accuracy_sweep
 
     try:
         if repeats < 1:
@@ -256,11 +258,13 @@ def tune(
     method × task (the same budget for every method), written as a tuned protocol."""
     import datetime as dt
 
-    from benchsuite import data, executors, reproducibility, runner
-    from benchsuite import protocols as protocol_files
-    from benchsuite import registry as plugin_registry
-    from benchsuite import tune as tuning
-    from benchsuite.records import git_commit
+    from benchsuite.blocks import data
+    from benchsuite.running import executors, runner
+    from benchsuite.running import protocols as protocol_files
+    from benchsuite.running import registry as plugin_registry
+    from benchsuite.running import tune as tuning
+    from benchsuite.storage import reproducibility
+    from benchsuite.storage.records import git_commit
 
     executors.quiet_library_warnings()
     if data_root is not None:
@@ -326,8 +330,8 @@ def list_plugins(
     """Show methods, tasks and which pairs are compatible."""
     from tabulate import tabulate
 
-    from benchsuite import protocols as protocol_files
-    from benchsuite import registry as plugin_registry
+    from benchsuite.running import protocols as protocol_files
+    from benchsuite.running import registry as plugin_registry
 
     try:
         registry = plugin_registry.discover(plugins)
@@ -377,7 +381,7 @@ def settings_table(registry, name: str) -> str:
     with type, default and meaning; the others with their default."""
     from tabulate import tabulate
 
-    from benchsuite import settings as typed
+    from benchsuite.core import settings as typed
 
     plugin = (registry.methods.get(name) or registry.tasks.get(name)
               or registry.method(name))  # the last raises with the valid names

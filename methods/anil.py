@@ -11,8 +11,8 @@ the body is meta-learned through both its direct effect on F and its effect on t
 inner gradients. The head is the task's `head_keys`.
 """
 
-from benchsuite.contract import META_INIT
-from benchsuite.functional import gradient_descent
+from benchsuite.core.contract import META_INIT
+from benchsuite.core.functional import gradient_descent
 from benchsuite.methods.maml import MAML
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from torch.func import grad
 
-from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
-from benchsuite.functional import inner_gradient, mean_objective_gradient
-from benchsuite.settings import Annotated, Fraction
+from benchsuite.core.contract import HYPERPARAMETER, META_REPRESENTATION, Method
+from benchsuite.core.functional import inner_gradient, mean_objective_gradient
+from benchsuite.core.settings import Annotated, Fraction
 
 
 class BDA(Method):

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad, grad_and_value
 
-from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
-from benchsuite.functional import (
+from benchsuite.core.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
+from benchsuite.core.functional import (
     gradient_descent,
     gradient_step,
     inner_gradient,
@@ -36,8 +36,8 @@ from benchsuite.functional import (
     tree_detach,
     tree_dot,
 )
+from benchsuite.core.settings import Annotated, Positive
 from benchsuite.methods.imaml import ProximalProblem
-from benchsuite.settings import Annotated, Positive
 
 
 class DARTS(Method):

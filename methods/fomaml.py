@@ -12,8 +12,8 @@ the expression above (truncated back-propagation, methods/trhg.py, with no step 
 
 import torch
 
-from benchsuite.contract import META_INIT, META_REPRESENTATION
-from benchsuite.functional import mean_objective_gradient
+from benchsuite.core.contract import META_INIT, META_REPRESENTATION
+from benchsuite.core.functional import mean_objective_gradient
 from benchsuite.methods.maml import MAML
 
 

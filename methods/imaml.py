@@ -29,10 +29,10 @@ Two settings of the paper's code (aravindr93/imaml_dev) for its few-shot runs:
 
 from dataclasses import dataclass
 
-from benchsuite.contract import META_INIT
-from benchsuite.functional import conjugate_gradient, gradient_descent, tree_add
+from benchsuite.core.contract import META_INIT
+from benchsuite.core.functional import conjugate_gradient, gradient_descent, tree_add
+from benchsuite.core.settings import Annotated, AtLeast, Positive
 from benchsuite.methods.implicit_cg import ImplicitCG
-from benchsuite.settings import Annotated, AtLeast, Positive
 
 
 class ProximalProblem:

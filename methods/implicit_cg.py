@@ -15,13 +15,13 @@ with iMAML's proximal inner problem.
 
 from dataclasses import dataclass
 
-from benchsuite.contract import HYPERPARAMETER, META_REPRESENTATION, Method
-from benchsuite.functional import (
+from benchsuite.core.contract import HYPERPARAMETER, META_REPRESENTATION, Method
+from benchsuite.core.functional import (
     conjugate_gradient,
     implicit_hypergradient,
     mean_task_hypergradient,
 )
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.settings import Annotated, AtLeast
 
 
 class ImplicitCG(Method):

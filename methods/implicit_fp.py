@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.functional import fixed_point_iteration, tree_add
+from benchsuite.core.functional import fixed_point_iteration, tree_add
+from benchsuite.core.settings import Annotated, AtLeast
 from benchsuite.methods.implicit_cg import ImplicitCG
-from benchsuite.settings import Annotated, AtLeast
 
 
 class ImplicitFP(ImplicitCG):

@@ -12,9 +12,9 @@ when α < 2 / λ_max(∂²f/∂θ²).
 
 from dataclasses import dataclass
 
-from benchsuite.functional import neumann_series
+from benchsuite.core.functional import neumann_series
+from benchsuite.core.settings import Annotated, AtLeast
 from benchsuite.methods.implicit_cg import ImplicitCG
-from benchsuite.settings import Annotated, AtLeast
 
 
 class ImplicitNeumann(ImplicitCG):

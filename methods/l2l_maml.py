@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from benchsuite.compat import learn2learn as l2l
-from benchsuite.contract import META_INIT, MetaGradient, Method
+from benchsuite.blocks.compat import learn2learn as l2l
+from benchsuite.core.contract import META_INIT, MetaGradient, Method
 
 
 class TaskParameters(nn.Module):

@@ -12,8 +12,8 @@ For each task b of the meta-batch, with support S_b and query Q_b:
 The meta-optimiser (Adam in the paper) then steps φ with dL/dφ.
 """
 
-from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
-from benchsuite.functional import mean_objective_gradient
+from benchsuite.core.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
+from benchsuite.core.functional import mean_objective_gradient
 
 
 class MAML(Method):

@@ -17,9 +17,16 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import META_INIT, META_REPRESENTATION, Method, owned, owned_part, task_part
-from benchsuite.functional import gradient_descent, mean_objective_gradient
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import (
+    META_INIT,
+    META_REPRESENTATION,
+    Method,
+    owned,
+    owned_part,
+    task_part,
+)
+from benchsuite.core.functional import gradient_descent, mean_objective_gradient
+from benchsuite.core.settings import Annotated, AtLeast
 
 STEP_SIZES = "alpha"
 

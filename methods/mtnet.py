@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import owned, owned_part, task_part
-from benchsuite.functional import gradient_descent, mean_objective_gradient
-from benchsuite.layer_transforms import LayerTransformMethod, per_layer
-from benchsuite.settings import Annotated, Positive
+from benchsuite.blocks.layer_transforms import LayerTransformMethod, per_layer
+from benchsuite.core.contract import owned, owned_part, task_part
+from benchsuite.core.functional import gradient_descent, mean_objective_gradient
+from benchsuite.core.settings import Annotated, Positive
 
 MASK_LOGITS = "mask_logit"
 

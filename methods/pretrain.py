@@ -13,8 +13,8 @@ test points, 0.02 for K = 10); here it is the task's inner_lr — 0.01 on the si
 
 import torch
 
-from benchsuite.contract import META_INIT, Method
-from benchsuite.functional import mean_objective_gradient
+from benchsuite.core.contract import META_INIT, Method
+from benchsuite.core.functional import mean_objective_gradient
 
 
 class Pretrain(Method):

@@ -22,9 +22,9 @@ from typing import Literal
 
 import torch
 
-from benchsuite.contract import META_INIT, MetaGradient, Method
-from benchsuite.functional import gradient_step, inner_gradient, over_tasks
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import META_INIT, MetaGradient, Method
+from benchsuite.core.functional import gradient_step, inner_gradient, over_tasks
+from benchsuite.core.settings import Annotated, AtLeast
 
 ADAM_BETA2, ADAM_EPSILON = 0.999, 1e-8  # TensorFlow's Adam defaults, as supervised-reptile
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import (
+from benchsuite.core.contract import (
     HYPERPARAMETER,
     META_INIT,
     META_REPRESENTATION,
@@ -40,8 +40,8 @@ from benchsuite.contract import (
     Method,
     task_part,
 )
-from benchsuite.functional import gradient_descent, over_tasks
-from benchsuite.seeding import generator
+from benchsuite.core.functional import gradient_descent, over_tasks
+from benchsuite.core.seeding import generator
 
 STEP_GRID = (0.01, 0.03, 0.1, 0.3, 0.4, 1.0)
 

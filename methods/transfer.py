@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad
 
-from benchsuite.contract import (
+from benchsuite.blocks.models import uniform_fan_in
+from benchsuite.core.contract import (
     META_INIT,
     META_REPRESENTATION,
     MetaGradient,
@@ -42,10 +43,9 @@ from benchsuite.contract import (
     owned_part,
     task_part,
 )
-from benchsuite.functional import gradient_descent
+from benchsuite.core.functional import gradient_descent
+from benchsuite.core.settings import Annotated, AtLeast
 from benchsuite.methods.scratch import STEP_GRID, StepSizeOnValidation
-from benchsuite.models import uniform_fan_in
-from benchsuite.settings import Annotated, AtLeast
 
 GROUP = "transfer"
 

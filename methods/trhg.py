@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
-from benchsuite.functional import gradient_descent, mean_objective_gradient
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import HYPERPARAMETER, META_INIT, META_REPRESENTATION, Method
+from benchsuite.core.functional import gradient_descent, mean_objective_gradient
+from benchsuite.core.settings import Annotated, AtLeast
 
 
 class TRHG(Method):

@@ -18,14 +18,14 @@ loop, warps held fixed (the paper's Warp-MAML):
 One meta-step returns ∇_ω L_warp and ∇_φ L_init; the reported outer loss is L_init.
 """
 
-from benchsuite.contract import task_part
-from benchsuite.functional import (
+from benchsuite.blocks.layer_transforms import LayerTransformMethod
+from benchsuite.core.contract import task_part
+from benchsuite.core.functional import (
     gradient_step,
     inner_gradient,
     mean_surrogate_gradient,
     tree_detach,
 )
-from benchsuite.layer_transforms import LayerTransformMethod
 
 
 class WarpGrad(LayerTransformMethod):

@@ -11,8 +11,8 @@ cifarfs/processed/{train,val,test}/, which is then read instead.
 import torch
 from torchvision.transforms.functional import pil_to_tensor
 
-from benchsuite.data import missing_files, missing_message
-from benchsuite.fewshot import ClassImages
+from benchsuite.blocks.data import missing_files, missing_message
+from benchsuite.blocks.fewshot import ClassImages
 from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 RAW = ["cifarfs/cifar100/data", *(f"cifarfs/cifar100/splits/bertinetto/{s}.txt"

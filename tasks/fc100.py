@@ -8,8 +8,8 @@ On disk, in the data root: FC100_train.pickle, FC100_val.pickle, FC100_test.pick
 
 import torch
 
-from benchsuite.data import files_problem
-from benchsuite.fewshot import ClassImages
+from benchsuite.blocks.data import files_problem
+from benchsuite.blocks.fewshot import ClassImages
 from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 FILES = {"train": "FC100_train.pickle", "validation": "FC100_val.pickle",

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
-from benchsuite.seeding import derive_seed
-from benchsuite.settings import Annotated, AtLeast, Fraction
+from benchsuite.core.contract import HYPERPARAMETER, EpisodeBatch, Task
+from benchsuite.core.seeding import derive_seed
+from benchsuite.core.settings import Annotated, AtLeast, Fraction
 
 CLASSES = 10
 DIGITS = 1797

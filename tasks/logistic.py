@@ -6,7 +6,7 @@ A task is y = L / (1 + exp(−k (x − x₀))) with L, k and x₀ drawn uniforml
 its `samples` = 100 inputs are drawn uniformly from [−r, r] with the sample radius r = 4,
 `shots` of them form the support set and the rest the query set. The model is an MLP
 1-64-64-1 with ReLU; the loss and the metric are the mean squared error
-(benchsuite/regression.py). The write-up's evaluation range (1, 11) is `eval_steps`: test
+(benchsuite/blocks/regression.py). The write-up's evaluation range (1, 11) is `eval_steps`: test
 episodes are scored after 1, 2, …, 10 inner steps.
 """
 
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import EpisodeBatch
-from benchsuite.regression import MLPRegression
-from benchsuite.settings import Annotated, AtLeast, Positive
+from benchsuite.blocks.regression import MLPRegression
+from benchsuite.core.contract import EpisodeBatch
+from benchsuite.core.settings import Annotated, AtLeast, Positive
 
 
 class Logistic(MLPRegression):

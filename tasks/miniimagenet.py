@@ -16,9 +16,9 @@ from typing import ClassVar
 
 import torch
 
-from benchsuite.data import files_problem
-from benchsuite.fewshot import CONV_EXECUTION, SPLITS, ClassImages, FewShotClassification
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.blocks.data import files_problem
+from benchsuite.blocks.fewshot import CONV_EXECUTION, SPLITS, ClassImages, FewShotClassification
+from benchsuite.core.settings import Annotated, AtLeast
 
 FILES = {split: f"mini-imagenet-cache-{split}.pkl" for split in SPLITS}
 
@@ -70,7 +70,7 @@ class MAMLProtocolImages(FewShotClassification):
     @classmethod
     def learn2learn_split(cls, root, split: str, download: bool = False):
         """learn2learn's data set of `split` in `root` (fetched first if `download`)."""
-        from benchsuite.compat import learn2learn
+        from benchsuite.blocks.compat import learn2learn
 
         dataset = getattr(learn2learn.vision.datasets, cls.learn2learn_dataset)
         return dataset(str(root), mode=split, download=download)

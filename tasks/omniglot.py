@@ -23,9 +23,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchsuite.data import missing_message
-from benchsuite.fewshot import CONV_EXECUTION, ClassImages, FewShotClassification
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.blocks.data import missing_message
+from benchsuite.blocks.fewshot import CONV_EXECUTION, ClassImages, FewShotClassification
+from benchsuite.core.settings import Annotated, AtLeast
 
 IMAGE_SETS = ("images_background", "images_evaluation")
 SPLIT_PROPORTIONS = {"train": 1100, "validation": 100, "test": 423}

@@ -6,7 +6,7 @@ gradient descent on the support set. Same data, class split and episodes as `omn
 and step count are not reproduced here).
 """
 
-from benchsuite.fewshot import HyperRepresentation
+from benchsuite.blocks.fewshot import HyperRepresentation
 from benchsuite.tasks.omniglot import Omniglot
 
 

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
-from benchsuite.seeding import derive_seed
-from benchsuite.settings import Annotated, AtLeast, Positive
+from benchsuite.core.contract import HYPERPARAMETER, EpisodeBatch, Task
+from benchsuite.core.seeding import derive_seed
+from benchsuite.core.settings import Annotated, AtLeast, Positive
 
 
 def random_spd(dim: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import HYPERPARAMETER, EpisodeBatch, Task
-from benchsuite.seeding import derive_seed
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import HYPERPARAMETER, EpisodeBatch, Task
+from benchsuite.core.seeding import derive_seed
+from benchsuite.core.settings import Annotated, AtLeast
 
 ROWS = 442
 """Patients in scikit-learn's diabetes data set."""

@@ -3,7 +3,7 @@ Adaptation of Deep Networks", Section 5.1 and Appendix A.1).
 
 A task is y = A sin(x − b) with amplitude A ~ U[0.1, 5], phase b ~ U[0, π]; inputs
 x ~ U[−5, 5]. The model is an MLP 1-40-40-1 with ReLU; the loss is the mean squared error
-(benchsuite/regression.py). Protocol: K = 10 support points, one inner gradient step with
+(benchsuite/blocks/regression.py). Protocol: K = 10 support points, one inner gradient step with
 α = 0.01, meta-batch 25, Adam with β = 1e-3, 70,000 meta-iterations. At test time the
 model is adapted on K points and scored by MSE on held-out points of the same sine after
 1, 5 and 10 steps.
@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import EpisodeBatch
-from benchsuite.regression import MLPRegression
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.blocks.regression import MLPRegression
+from benchsuite.core.contract import EpisodeBatch
+from benchsuite.core.settings import Annotated, AtLeast
 
 
 class Sinusoid(MLPRegression):

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from benchsuite.data import files_problem
-from benchsuite.fewshot import ClassImages
+from benchsuite.blocks.data import files_problem
+from benchsuite.blocks.fewshot import ClassImages
 from benchsuite.tasks.miniimagenet import MAMLProtocolImages
 
 SHORT = {"train": "train", "validation": "val", "test": "test"}

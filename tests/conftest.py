@@ -13,14 +13,14 @@ SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot-small"
 
 @pytest.fixture(scope="session")
 def registry():
-    from benchsuite.registry import discover
+    from benchsuite.running.registry import discover
 
     return discover()
 
 
 def small_config(task_cls, method_cls, **overrides):
     """A resolved config for a fast in-test trial."""
-    from benchsuite.config import resolve
+    from benchsuite.running.config import resolve
 
     config = resolve(task_cls, method_cls, seed=0, budget="quick", device="cpu",
                      options={}, overrides=[])

@@ -5,17 +5,17 @@ share one per-layer transform holder, and the execution marks nest."""
 import torch
 from torch.func import grad
 
-from benchsuite.config import resolve
-from benchsuite.execution import (
+from benchsuite.blocks.layer_transforms import LayerTransformMethod
+from benchsuite.core.execution import (
     TASKS_LOOPED,
     TASKS_VMAPPED,
     plain_autograd,
     running_tasks,
     under_task_vmap,
 )
-from benchsuite.layer_transforms import LayerTransformMethod
-from benchsuite.seeding import generator
-from benchsuite.trial import set_up
+from benchsuite.core.seeding import generator
+from benchsuite.running.config import resolve
+from benchsuite.running.trial import set_up
 
 
 def built(registry, method, task="sinusoid", **overrides):

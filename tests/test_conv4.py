@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from benchsuite.models import conv4_feature_size, conv4_forward, conv4_init
+from benchsuite.blocks.models import conv4_feature_size, conv4_forward, conv4_init
 from tests.conftest import small_config
 
 WAYS, FILTERS, SIZE = 5, 8, 28
@@ -33,7 +33,7 @@ def reference_network(params):
 
 def random_batch(tasks, query, dtype=torch.float64):
     g = torch.Generator().manual_seed(3)
-    from benchsuite.contract import EpisodeBatch
+    from benchsuite.core.contract import EpisodeBatch
 
     return EpisodeBatch(torch.rand(tasks, WAYS, 1, SIZE, SIZE, generator=g, dtype=dtype),
                         torch.arange(WAYS).expand(tasks, -1),

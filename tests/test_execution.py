@@ -1,4 +1,4 @@
-"""The engine's execution of a meta-batch (benchsuite.execution): chunked accumulation
+"""The engine's execution of a meta-batch (benchsuite.core.execution): chunked accumulation
 gives every method's whole-batch meta-gradient, first-order MAML records no graph through
 its inner loop, and a trial's record states the path it ran."""
 
@@ -9,11 +9,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
-from benchsuite.config import resolve
-from benchsuite.execution import chunk_bounds, chunked_meta_gradient
-from benchsuite.functional import flatten
-from benchsuite.seeding import generator
-from benchsuite.trial import meta_gradient, run_trial
+from benchsuite.core.execution import chunk_bounds, chunked_meta_gradient
+from benchsuite.core.functional import flatten
+from benchsuite.core.seeding import generator
+from benchsuite.running.config import resolve
+from benchsuite.running.trial import meta_gradient, run_trial
 
 # one small task per problem kind; every registered method runs on at least one of them
 TASKS = {"sinusoid": {"meta_batch": 5, "inner_steps": 2},
@@ -79,7 +79,7 @@ def test_chunks_are_weighted_by_size():
         def slice(self, start, stop):
             return Batch(self.start + start, self.start + stop)
 
-    from benchsuite.contract import MetaGradient
+    from benchsuite.core.contract import MetaGradient
 
     def mean_of_indices(part):
         values = torch.arange(part.start, part.stop, dtype=torch.float64)

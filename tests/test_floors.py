@@ -8,11 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from benchsuite.contract import task_part
-from benchsuite.fewshot import ClassImages, FewShotClassification
-from benchsuite.models import CONV4_HEAD_KEYS, conv4_forward
-from benchsuite.seeding import generator
-from benchsuite.trial import run_trial
+from benchsuite.blocks.fewshot import ClassImages, FewShotClassification
+from benchsuite.blocks.models import CONV4_HEAD_KEYS, conv4_forward
+from benchsuite.core.contract import task_part
+from benchsuite.core.seeding import generator
+from benchsuite.running.trial import run_trial
 from tests.conftest import small_config
 
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 from torch import nn
 
-from benchsuite.config import resolve
-from benchsuite.functional import flatten
-from benchsuite.seeding import generator
+from benchsuite.core.functional import flatten
+from benchsuite.core.seeding import generator
+from benchsuite.running.config import resolve
 
 
 def build(registry, method, task, **overrides):

@@ -5,9 +5,11 @@ import shutil
 
 import pytest
 
-from benchsuite import identity, planning, report
-from benchsuite.identity import ENGINE, engine_files, imported_engine_modules
-from benchsuite.records import new_record
+from benchsuite.reporting import report
+from benchsuite.running import planning
+from benchsuite.storage import identity
+from benchsuite.storage.identity import engine_files, imported_engine_modules
+from benchsuite.storage.records import new_record
 
 
 def names(paths):
@@ -28,8 +30,8 @@ def test_engine_files_follow_imports_and_leave_out_tools(registry):
 
 def test_imports_are_read_from_the_source(tmp_path):
     module = tmp_path / "plugin.py"
-    module.write_text("import benchsuite.models\nfrom benchsuite import seeding\n"
-                      "from benchsuite.functional import tree_add\nimport torch\n")
+    module.write_text("import benchsuite.blocks.models\nfrom benchsuite.core import seeding\n"
+                      "from benchsuite.core.functional import tree_add\nimport torch\n")
     assert names(imported_engine_modules(module)) == ["functional.py", "models.py",
                                                       "seeding.py"]
 
@@ -48,7 +50,7 @@ def test_an_engine_edit_gives_new_trial_ids_and_marks_older_records(registry, tm
 
     # the same engine with one statement changed in the trial loop
     edited = tmp_path / "trial.py"
-    shutil.copy(ENGINE / "trial.py", edited)
+    shutil.copy(identity.TRIAL_LOOP, edited)
     edited.write_text(edited.read_text() + "\nEDITED = True\n")
     monkeypatch.setattr(identity, "TRIAL_LOOP", edited)
 

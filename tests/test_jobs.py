@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchsuite.records import read_record
+from benchsuite.storage.records import read_record
 from tests.test_reliability import (
     FAULTY_METHODS,
     REPO,

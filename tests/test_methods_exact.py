@@ -10,16 +10,16 @@ from torch.func import grad, vmap
 from typer.testing import CliRunner
 
 from benchsuite.cli import app
-from benchsuite.contract import META_INIT, META_REPRESENTATION, EpisodeBatch, Task
-from benchsuite.functional import (
+from benchsuite.core.contract import META_INIT, META_REPRESENTATION, EpisodeBatch, Task
+from benchsuite.core.functional import (
     conjugate_gradient,
     flatten,
     gradient_descent,
     gradient_step,
     inner_gradient,
 )
-from benchsuite.seeding import generator
-from benchsuite.trial import compare_hypergradients, run_trial
+from benchsuite.core.seeding import generator
+from benchsuite.running.trial import compare_hypergradients, run_trial
 from tests.conftest import small_config
 
 SMALL_QUADRATIC = {"dim": 6, "instances": 3, "meta_batch": 3}

@@ -9,16 +9,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from benchsuite.contract import META_INIT, Task, owned_part, task_part
-from benchsuite.functional import flatten
+from benchsuite.blocks.models import mlp_forward
+from benchsuite.core.contract import META_INIT, Task, owned_part, task_part
+from benchsuite.core.functional import flatten
 from benchsuite.methods.anil import ANIL
 from benchsuite.methods.maml import MAML
 from benchsuite.methods.metasgd import MetaSGD
 from benchsuite.methods.mtnet import MTNet, straight_through_mask
 from benchsuite.methods.warpgrad import WarpGrad
-from benchsuite.models import mlp_forward
+from benchsuite.running.trial import run_trial
 from benchsuite.tasks.sinusoid import Sinusoid
-from benchsuite.trial import run_trial
 from tests.conftest import small_config
 
 

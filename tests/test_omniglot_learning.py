@@ -5,8 +5,8 @@ meta-batch 8, 5 query images per class, 300 meta-iterations."""
 
 import pytest
 
-from benchsuite.data import DATA_ROOT_VARIABLE
-from benchsuite.trial import run_trial
+from benchsuite.blocks.data import DATA_ROOT_VARIABLE
+from benchsuite.running.trial import run_trial
 from tests.conftest import SHARED_OMNIGLOT, small_config
 
 

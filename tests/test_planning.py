@@ -1,6 +1,6 @@
-"""The planning module (benchsuite.planning): one place resolves configs and plans trials;
+"""The planning module (benchsuite.running.planning): one place resolves configs and plans trials;
 trial identities do not depend on which tool planned them; the package's modules import
-each other without a cycle; record statuses are named once (benchsuite.records)."""
+each other without a cycle; record statuses are named once (benchsuite.storage.records)."""
 
 import ast
 import dataclasses
@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite import config as configuration
-from benchsuite import planning, protocols, records, reproducibility, runner, sweep
-from benchsuite.errors import UsageError
+from benchsuite.core.errors import UsageError
+from benchsuite.running import config as configuration
+from benchsuite.running import planning, protocols, runner, sweep
+from benchsuite.storage import records, reproducibility
 
 PACKAGE = Path(planning.__file__).resolve().parent
 
 # maml × sinusoid, seed 0, quick budget, CPU: the trial id planned before planning moved
-# out of benchsuite/runner.py, with the code hashes of that moment. A trial id hashes the
+# out of benchsuite/running/runner.py, with the code hashes of that moment. A trial id hashes the
 # config and the code: with the recorded hashes the id must come back from today's config
 # (a change here means the config of the trial changed), and with unchanged code the
 # planned id itself must be this one.

@@ -7,10 +7,10 @@ import pytest
 import torch
 from torch.func import grad
 
-from benchsuite import planning, runner
-from benchsuite import protocols as protocol_files
-from benchsuite.errors import UsageError
+from benchsuite.core.errors import UsageError
 from benchsuite.methods.reptile import adam_direction
+from benchsuite.running import planning, runner
+from benchsuite.running import protocols as protocol_files
 from tests.conftest import SHARED_OMNIGLOT
 from tests.test_gradients import build
 from tests.test_methods_exact import ProximalQuadratic
@@ -105,8 +105,8 @@ def test_malformed_protocol_files_are_usage_errors(registry, tmp_path, text, mes
 
 
 def test_kept_records_get_the_protocol_label(registry, tmp_path):
-    from benchsuite.executors import make_executor
-    from benchsuite.records import read_record, write_atomic
+    from benchsuite.running.executors import make_executor
+    from benchsuite.storage.records import read_record, write_atomic
 
     def inline():
         return make_executor("inline", timeout=None, address=None)
@@ -205,8 +205,8 @@ def test_darts_on_a_meta_initialisation_is_xi_lambda_outer_gradient(registry):
 
 
 def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
-    from benchsuite.executors import make_executor
-    from benchsuite.report import write_report
+    from benchsuite.reporting.report import write_report
+    from benchsuite.running.executors import make_executor
 
     set_items = ["sinusoid.iterations=4", "curve_points=1", "val_episodes=2",
                  "test_episodes=2"]

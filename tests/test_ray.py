@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite import executors, planning, runner
-from benchsuite.records import read_record
-from benchsuite.registry import discover
+from benchsuite.running import executors, planning, runner
+from benchsuite.running.registry import discover
+from benchsuite.storage.records import read_record
 
 ray = pytest.importorskip("ray")
 REPO = Path(__file__).resolve().parents[1]

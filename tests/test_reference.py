@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite.seeding import generator
-from benchsuite.trial import run_trial
+from benchsuite.core.seeding import generator
+from benchsuite.running.trial import run_trial
 from tests.conftest import REPO, SHARED_OMNIGLOT, small_config
 from tests.test_suite import cli, records_in
 

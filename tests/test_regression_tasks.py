@@ -1,13 +1,13 @@
-"""The MLP regression tasks on their shared base (benchsuite/regression.py), and the typed
+"""The MLP regression tasks on their shared base (benchsuite/blocks/regression.py), and the typed
 `Settings` of every task: a seed gives the numbers it gave before the base existed, and a
 task's own keys are declared, documented and kept apart from the runner's."""
 
 import pytest
 import torch
 
-from benchsuite.config import RUNNER_DEFAULTS
-from benchsuite.registry import REQUIRED_TASK_DEFAULTS
-from benchsuite.regression import MLPRegression
+from benchsuite.blocks.regression import MLPRegression
+from benchsuite.running.config import RUNNER_DEFAULTS
+from benchsuite.running.registry import REQUIRED_TASK_DEFAULTS
 from tests.conftest import small_config
 
 # Drawn with tasks/sinusoid.py and tasks/logistic.py as they were before the shared base:
@@ -130,7 +130,7 @@ def test_the_mini_imagenet_protocol_is_one_settings_for_its_four_tasks(registry)
 ])
 def test_a_value_outside_its_field_is_one_line_at_planning(registry, task, key, value,
                                                            message):
-    from benchsuite import settings
+    from benchsuite.core import settings
 
     task_cls = registry.task(task).cls
     config = small_config(task_cls, registry.method("maml").cls, **{key: value})

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchsuite.cli import app
-from benchsuite.records import TEMPORARY_PREFIX, read_record
+from benchsuite.storage.records import TEMPORARY_PREFIX, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ import time
 
 import torch
 
-from benchsuite.contract import MetaGradient
+from benchsuite.core.contract import MetaGradient
 from benchsuite.methods.maml import MAML
 
 
@@ -107,7 +107,7 @@ FEW_SHOT_TASK = '''
 import json
 from pathlib import Path
 
-from benchsuite.contract import META_INIT, Task
+from benchsuite.core.contract import META_INIT, Task
 
 
 class FewShot(Task):
@@ -213,8 +213,8 @@ def test_a_rerun_keeps_results_and_retries_failures(tmp_path):
 
 
 def test_a_plugin_edited_after_planning_fails_its_trial(tmp_path):
-    from benchsuite import executors, planning
-    from benchsuite.registry import discover
+    from benchsuite.running import executors, planning
+    from benchsuite.running.registry import discover
 
     plugins = plugin_folder(tmp_path / "plugins", toy="from benchsuite.methods.maml import MAML\n\n"
                             "class Toy(MAML):\n    name, aliases = 'toy', ()\n")

@@ -13,10 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from benchsuite import planning, reproducibility
 from benchsuite.cli import app
-from benchsuite.records import provenance
-from benchsuite.reproducibility import CUBLAS_SETTING, CUBLAS_VARIABLE
+from benchsuite.running import planning
+from benchsuite.storage import reproducibility
+from benchsuite.storage.records import provenance
+from benchsuite.storage.reproducibility import CUBLAS_SETTING, CUBLAS_VARIABLE
 
 GPU_FIELDS = ("gpu_name", "gpu_capability", "gpu_memory_bytes", "gpu_driver", "cuda_version",
               "cudnn_version", "determinism")
@@ -191,7 +192,7 @@ def test_cpu_trials_keep_their_identity(registry, tmp_path):
 
 
 def test_run_trial_applies_the_settings_first(registry, monkeypatch):
-    from benchsuite import trial
+    from benchsuite.running import trial
 
     seen = []
 

@@ -1,4 +1,4 @@
-"""benchsuite.results: trial records as a pandas DataFrame, one row per trial."""
+"""benchsuite.storage.results: trial records as a pandas DataFrame, one row per trial."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import warnings
 import pandas as pd
 import pytest
 
-from benchsuite import results
-from benchsuite.records import read_record
+from benchsuite.storage import results
+from benchsuite.storage.records import read_record
 from tests.conftest import REPO
 
 REFERENCE = REPO / "results" / "reference"

@@ -1,4 +1,4 @@
-"""Typed plugin settings (benchsuite.settings): field docstrings read from the source,
+"""Typed plugin settings (benchsuite.core.settings): field docstrings read from the source,
 values checked against their annotations, defaults and descriptions."""
 
 import importlib.util
@@ -7,12 +7,12 @@ import textwrap
 
 import pytest
 
-from benchsuite import settings
+from benchsuite.core import settings
 
 PLUGIN = '''
 from dataclasses import dataclass
 
-from benchsuite.settings import Annotated, AtLeast, Fraction, Literal, Positive
+from benchsuite.core.settings import Annotated, AtLeast, Fraction, Literal, Positive
 
 
 class Toy:
@@ -132,7 +132,7 @@ def template_plugins(tmp_path):
 
 
 def test_typed_settings_reach_the_config_and_bad_values_stop_at_planning(template_plugins):
-    from benchsuite.registry import discover
+    from benchsuite.running.registry import discover
 
     plugin = discover([template_plugins]).method("template-method")
     assert [s.name for s in plugin.settings] == ["inner_grad_clip"]
@@ -160,7 +160,7 @@ def test_a_method_key_that_repeats_a_task_key_stops_at_planning(template_plugins
 
 
 def test_an_undocumented_setting_makes_the_plugin_unavailable(template_plugins):
-    from benchsuite.registry import discover
+    from benchsuite.running.registry import discover
 
     path = template_plugins / "template_method.py"
     path.write_text(path.read_text().replace(

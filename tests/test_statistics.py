@@ -1,4 +1,4 @@
-"""Seed-level statistics (benchsuite/statistics.py) against hand-computed values, and the
+"""Seed-level statistics (benchsuite/core/statistics.py) against hand-computed values, and the
 report's use of them on constructed rows."""
 
 import math
@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchsuite import statistics as stats
-from benchsuite.report import Cell, cell_for, compare, scored_trials
+from benchsuite.core import statistics as stats
+from benchsuite.reporting.report import Cell, cell_for, compare, scored_trials
 
 
 @pytest.mark.parametrize("df,expected", [(1, 12.706205), (2, 4.302653), (4, 2.776445),

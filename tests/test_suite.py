@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchsuite.contract import PROBLEM_KINDS, EpisodeBatch
-from benchsuite.records import REQUIRED_KEYS, read_record
-from benchsuite.registry import discover
-from benchsuite.seeding import generator
+from benchsuite.core.contract import PROBLEM_KINDS, EpisodeBatch
+from benchsuite.core.seeding import generator
+from benchsuite.running.registry import discover
+from benchsuite.storage.records import REQUIRED_KEYS, read_record
 from tests.conftest import REPO, small_config
 
 FAST = ["--iterations", "4", "--set", "test_episodes=20", "--set", "val_episodes=5", "-q"]
@@ -39,8 +39,8 @@ def test_registry_finds_the_foundation_plugins(registry):
 
 def test_plugins_folder_adds_a_method_and_lists_broken_files(tmp_path):
     (tmp_path / "sgd_init.py").write_text(textwrap.dedent("""
-        from benchsuite.contract import META_INIT, Method
-        from benchsuite.functional import gradient_descent, mean_objective_gradient
+        from benchsuite.core.contract import META_INIT, Method
+        from benchsuite.core.functional import gradient_descent, mean_objective_gradient
 
         class PlainInit(Method):
             name = "user-method"

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from benchsuite.data import DATA_ROOT_VARIABLE
+from benchsuite.blocks.data import DATA_ROOT_VARIABLE
 from tests.conftest import REPO
 from tests.test_task_data import write_miniimagenet, write_omniglot
 
@@ -38,7 +38,7 @@ def test_missing_data_exits_2_naming_the_files_and_writes_nothing(tmp_path, task
 
 
 def test_data_root_is_not_part_of_the_trial_identity(registry, tmp_path, monkeypatch):
-    from benchsuite.planning import plan
+    from benchsuite.running.planning import plan
 
     ids = []
     for name in ("here", "there"):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from benchsuite.data import DATA_ROOT_VARIABLE
+from benchsuite.blocks.data import DATA_ROOT_VARIABLE
 from tests.conftest import small_config
 
 WAYS, SHOTS, QUERY = 3, 1, 2

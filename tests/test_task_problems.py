@@ -3,8 +3,8 @@ docstrings say, and meta-training improves what it should."""
 
 import torch
 
-from benchsuite.functional import flatten
-from benchsuite.trial import run_trial
+from benchsuite.core.functional import flatten
+from benchsuite.running.trial import run_trial
 from tests.conftest import small_config
 from tests.test_task_data import task_on, write_omniglot
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from benchsuite import planning, tune
-from benchsuite import protocols as protocol_files
 from benchsuite.cli import app
-from benchsuite.contract import HYPERPARAMETER, META_INIT
-from benchsuite.results import read_records
+from benchsuite.core.contract import HYPERPARAMETER, META_INIT
+from benchsuite.running import planning, tune
+from benchsuite.running import protocols as protocol_files
+from benchsuite.storage.results import read_records
 
 TINY = ["--set", "sinusoid.iterations=20", "--set", "curve_points=2",
         "--set", "val_episodes=5", "--set", "test_episodes=5"]

@@ -1,7 +1,7 @@
 """TEMPLATE method — copy this file to methods/<your_method>.py and edit it.
 
 This docstring is the method's documentation: name the paper and write out the update the
-file implements, with the symbols of the contract (benchsuite/contract.py):
+file implements, with the symbols of the contract (benchsuite/core/contract.py):
 
     θ_0 = θ₀(φ)
     θ_k+1 = θ_k − α ∇_θ f(θ_k, φ; S)            k = 0 … K−1   (inner loop, support S)
@@ -23,9 +23,9 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import META_INIT, MetaGradient, Method, task_part
-from benchsuite.functional import gradient_descent
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import META_INIT, MetaGradient, Method, task_part
+from benchsuite.core.functional import gradient_descent
+from benchsuite.core.settings import Annotated, AtLeast
 
 
 class TemplateMethod(Method):

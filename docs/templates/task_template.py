@@ -2,7 +2,7 @@
 
 This docstring is the task's documentation: name the paper whose protocol the defaults
 follow and define the bilevel problem with the symbols of the contract
-(benchsuite/contract.py): meta-parameters φ, task parameters θ with θ₀(φ), the inner loss
+(benchsuite/core/contract.py): meta-parameters φ, task parameters θ with θ₀(φ), the inner loss
 f(θ, φ; support), the outer loss F(θ, φ; query) and the metric a test episode is scored by.
 
 What is below is a complete, working task so that the copy runs before you change
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import torch
 
-from benchsuite.contract import META_INIT, EpisodeBatch, Task
-from benchsuite.settings import Annotated, AtLeast
+from benchsuite.core.contract import META_INIT, EpisodeBatch, Task
+from benchsuite.core.settings import Annotated, AtLeast
 
 
 class TemplateTask(Task):
@@ -72,7 +72,7 @@ class TemplateTask(Task):
     # `check_config(cls, config)`, a classmethod returning one line per problem.
 
     # Tasks that read data from disk also override `check_data(config)`: return one line
-    # saying what to put where, or None when the data is there (see benchsuite/fewshot.py).
+    # saying what to put where, or None when the data is there (see benchsuite/blocks/fewshot.py).
 
     def init_meta_params(self, generator):
         """φ₀, drawn from `generator` only: every method of a seed starts from it."""

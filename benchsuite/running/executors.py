@@ -1,0 +1,451 @@
+"""Executors: where planned trials run. Each one takes trial specs and yields
+`(spec, record)` as trials end, a record for every spec and any status; the runner files
+them. None of them writes to the results folder.
+
+  inline  in this process, one after the other (for debugging: no isolation, no limit).
+  local   one fresh spawned process per trial, with a wall-clock limit (the default);
+          `jobs` trials side by side (`--jobs N`, default 1), each worker with a torch
+          thread budget of its own: OMP_NUM_THREADS when set, else the usable cores
+          divided among the jobs (PyTorch's default with one job).
+  ray     every trial a Ray task (one GPU when the trial's device is CUDA, one CPU
+          otherwise) that runs it on its node exactly as `local` does; records travel
+          back to the driver, which writes them. A task whose worker or node is lost is
+          retried by Ray, then recorded as failed. Ray is imported only when chosen.
+
+Warnings a user cannot act on (third-party deprecation notices raised inside workers) are
+filtered where the worker starts (`quiet_library_warnings`).
+
+A worker process ignores the terminal's Ctrl-C and SIGTERM (its runner decides, and kills
+it), and exits by itself when its parent dies, so killing a runner with SIGKILL leaves no
+trial running on unnoticed.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import socket
+import threading
+import time
+import traceback
+import warnings
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from multiprocessing.connection import wait as wait_for_any
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from benchsuite.core.errors import UsageError
+from benchsuite.running.registry import Registry, changed_code, load_plugin_file
+from benchsuite.running.trial import Diverged, run_trial
+from benchsuite.storage.records import (
+    DIVERGED,
+    FAILED,
+    FINISHED,
+    OOM,
+    TIMEOUT,
+    new_record,
+    provenance,
+)
+
+if TYPE_CHECKING:
+    from benchsuite.running.planning import TrialSpec
+
+EXECUTORS = ("local", "inline", "ray")
+RAY_RETRIES = 2
+FORWARDED_PREFIX = "BENCHSUITE_"  # environment variables every Ray task gets from the driver
+ORPHAN_POLL_S = 0.5
+CONNECT_TIMEOUT_S = 10.0
+STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
+# (message regex, category, module regex): third-party notices a benchsuite user cannot act on
+LIBRARY_WARNINGS = (
+    # learn2learn 0.2 decorates functions with torch.jit.script, deprecated in PyTorch 2.x
+    (r"`torch\.jit\.script` is deprecated", FutureWarning, r"(torch|learn2learn)(\.|$)"),
+    (r"`torch\.jit\.script_method` is deprecated", FutureWarning, r"(torch|learn2learn)(\.|$)"),
+)
+
+
+def quiet_library_warnings() -> None:
+    """Hide the LIBRARY_WARNINGS (each by message, category and module, nothing broader)."""
+    for message, category, module in LIBRARY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+
+
+# -- one trial, in this process --------------------------------------------------------------
+def trial_outcome(spec: TrialSpec) -> dict:
+    """Run the trial in this process and return its full record (any status)."""
+    import torch
+
+    started_at = _now()
+    registry = Registry()
+    load_plugin_file(Path(spec.method_path), registry)
+    load_plugin_file(Path(spec.task_path), registry)
+    problem = "; ".join(registry.unavailable.values()) or _changed_since_planning(spec, registry)
+    if problem:
+        return new_record(spec, FAILED, problem)
+    record = new_record(spec, FINISHED)
+    try:
+        measured = run_trial(registry.method(spec.method).cls, registry.task(spec.task).cls,
+                             spec.config)
+        measured.pop("device")
+        record.update(measured)
+    except Diverged as error:
+        record.update(status=DIVERGED, error=str(error))
+    except (torch.OutOfMemoryError, MemoryError) as error:
+        record.update(status=OOM, error=_first_line(error))
+    except Exception as error:  # a plugin's failure is a trial's status, not a crash
+        status = OOM if _is_allocation_failure(error) else FAILED
+        record.update(status=status, error=f"{type(error).__name__}: {_first_line(error)}",
+                      traceback=traceback.format_exc(limit=8))
+    record["provenance"] = {**provenance(torch.device(spec.config["device"])),
+                            "command": spec.command, "started_at": started_at,
+                            "ended_at": _now()}
+    return record
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _changed_since_planning(spec: TrialSpec, registry: Registry) -> str | None:
+    """A plugin edited between planning and running (or different on this node) would
+    file new code's results under the old code's identity."""
+    method, task = registry.methods.get(spec.method), registry.tasks.get(spec.task)
+    changed = changed_code(spec.code, method, task) if method and task else ["plugin"]
+    if changed:
+        return (f"the {' and '.join(changed)} source changed since the run was planned "
+                f"(or differs on this node); re-run the command to plan with the new code")
+    return None
+
+
+def _is_allocation_failure(error: Exception) -> bool:
+    """PyTorch's CPU allocator reports a failed allocation as a RuntimeError."""
+    return isinstance(error, RuntimeError) and "can't allocate memory" in str(error)
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+# -- one trial, in a fresh process -----------------------------------------------------------
+class IsolatedTrial:
+    """A trial running in a fresh spawned worker process, advanced without blocking so one
+    runner can hold several. Its wall-clock limit starts once the worker has started
+    (imported PyTorch and the plugins: slow on a loaded machine, and not the trial's doing;
+    that gets STARTUP_LIMIT_S). A worker that dies or overruns is killed and recorded with
+    the reason. `threads`: the worker's torch thread count (None: PyTorch's default);
+    `jobs`: how many trials run side by side, for the record's provenance."""
+
+    def __init__(self, spec: TrialSpec, timeout: float | None, threads: int | None = None,
+                 jobs: int = 1):
+        self.spec, self.timeout = spec, timeout
+        context = multiprocessing.get_context("spawn")
+        self.receiver, sender = context.Pipe(duplex=False)
+        self.process = context.Process(target=_worker, daemon=True,
+                                       args=(spec, sender, os.getpid(), threads, jobs))
+        self.created = self.started = time.monotonic()  # started: the current stage
+        self.stage = "while starting"
+        self.limit = None if timeout is None else max(timeout, STARTUP_LIMIT_S)
+        try:
+            with _signals_blocked():  # the worker inherits the mask: stopping is our job
+                self.process.start()
+        except BaseException:
+            self.receiver.close()
+            raise
+        finally:
+            sender.close()
+
+    @property
+    def deadline(self) -> float | None:
+        return None if self.limit is None else self.started + self.limit
+
+    def remaining(self) -> float | None:
+        """Seconds until the current stage overruns (None: no limit)."""
+        # with a limit, the deadline is a float
+        return None if self.limit is None else max(
+            0.0, self.deadline - time.monotonic())  # type: ignore[operator]
+
+    def advance(self) -> dict | None:
+        """The trial's record once it has ended (reported, died or overran), else None."""
+        while self.receiver.poll():
+            try:
+                message = self.receiver.recv()
+            except EOFError:  # the worker died without sending its record
+                return self._unfinished(*_death_cause(self.process))
+            if not self.stage:
+                return message
+            # "started": the trial's own limit starts now
+            self.stage, self.started, self.limit = "", time.monotonic(), self.timeout
+        remaining = self.remaining()
+        if remaining is not None and remaining <= 0:
+            return self._unfinished(TIMEOUT, f"exceeded the {self.limit:g} s time limit "
+                                             f"{self.stage}".strip())
+        return None
+
+    def _unfinished(self, status: str, error: str) -> dict:
+        record = new_record(self.spec, status, error)
+        record["timing"] = {"total_s": time.monotonic() - self.created}
+        return record
+
+    def close(self) -> None:
+        """Kill the worker if it still runs and release the pipe."""
+        if self.process.is_alive():
+            self.process.kill()
+        if self.process.pid is not None:
+            self.process.join()
+        self.receiver.close()
+
+
+def run_isolated(spec: TrialSpec, timeout: float | None, threads: int | None = None,
+                 jobs: int = 1) -> dict:
+    """Run one trial in a fresh spawned process (IsolatedTrial) and return its record."""
+    trial = IsolatedTrial(spec, timeout, threads, jobs)
+    try:
+        while (record := trial.advance()) is None:
+            trial.receiver.poll(trial.remaining())
+        return record
+    finally:
+        trial.close()
+
+
+def _worker(spec: TrialSpec, connection, parent_pid: int, threads: int | None = None,
+            jobs: int = 1) -> None:
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
+    quiet_library_warnings()
+    import torch
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    connection.send("started")
+    record = trial_outcome(spec)
+    record["provenance"]["jobs"] = jobs
+    connection.send(record)
+    connection.close()
+
+
+def thread_budget(jobs: int) -> int | None:
+    """Torch threads per worker when `jobs` trials run side by side: OMP_NUM_THREADS when
+    set (PyTorch reads it itself), else the cores this process may use divided among the
+    jobs; None (PyTorch's default) for one job."""
+    if os.environ.get("OMP_NUM_THREADS") or jobs == 1:
+        return None
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def _exit_when_orphaned(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(ORPHAN_POLL_S)
+    os._exit(1)
+
+
+@contextmanager
+def _signals_blocked():
+    stopping = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, stopping)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _death_cause(process) -> tuple[str, str]:
+    process.join(timeout=5)
+    code = process.exitcode
+    if code == -signal.SIGKILL:
+        return OOM, ("worker killed by SIGKILL, most likely by the out-of-memory killer "
+                       "(the host ran out of memory)")
+    if code is not None and code < 0:
+        return FAILED, f"worker died from {signal.Signals(-code).name}"
+    return FAILED, f"worker exited with code {code} before reporting a result"
+
+
+# -- executors -------------------------------------------------------------------------------
+class Executor:
+    """Used as `with executor:` (connect, start workers) around `executor.outcomes(specs)`,
+    which yields `(spec, record)` for every spec, in the order trials end."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        return None
+
+    def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
+        raise NotImplementedError
+
+
+class InlineExecutor(Executor):
+    def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
+        for spec in specs:
+            yield spec, trial_outcome(spec)
+
+
+class LocalExecutor(Executor):
+    """Up to `jobs` trials at once, each in a fresh worker process (IsolatedTrial) with its
+    thread budget (thread_budget). A trial that fails, dies or overruns is recorded and
+    its slot goes to the next one; stopping (an exception here, GeneratorExit included)
+    kills every running worker. `watch(callback)`: `callback(specs)` is called with the
+    specs running whenever that set changes, for progress displays."""
+
+    def __init__(self, timeout: float | None, jobs: int = 1):
+        self.timeout = timeout
+        self.jobs = jobs
+        self.threads = thread_budget(jobs)
+        self.running_changed: Callable[[list[TrialSpec]], None] | None = None
+
+    def watch(self, callback: Callable[[list[TrialSpec]], None]) -> None:
+        self.running_changed = callback
+
+    def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
+        running: list[IsolatedTrial]
+        waiting, running = deque(specs), []
+        try:
+            while waiting or running:
+                while waiting and len(running) < self.jobs:
+                    running.append(IsolatedTrial(waiting.popleft(), self.timeout,
+                                                 self.threads, self.jobs))
+                    self._changed(running)
+                ended = [(trial, record) for trial in running
+                         if (record := trial.advance()) is not None]
+                if not ended:
+                    limits = [r for r in (t.remaining() for t in running) if r is not None]
+                    wait_for_any([t.receiver for t in running],
+                                 timeout=min(limits) if limits else None)
+                    continue
+                for trial, _ in ended:
+                    running.remove(trial)
+                    trial.close()
+                while waiting and len(running) < self.jobs:  # refill before filing
+                    running.append(IsolatedTrial(waiting.popleft(), self.timeout,
+                                                 self.threads, self.jobs))
+                self._changed(running)
+                for trial, record in ended:
+                    yield trial.spec, record
+        finally:
+            for trial in running:
+                trial.close()
+
+    def _changed(self, running: list[IsolatedTrial]) -> None:
+        if self.running_changed is not None:
+            self.running_changed([trial.spec for trial in running])
+
+
+class RayExecutor(Executor):
+    """Trials as Ray tasks. Connects to the cluster at `address` ("auto": the one this
+    machine belongs to), or starts a local instance when `address` is None and none runs
+    in this process yet; a local instance it started is shut down at the end."""
+
+    def __init__(self, timeout: float | None, address: str | None,
+                 max_retries: int = RAY_RETRIES):
+        self.timeout = timeout
+        self.address = address
+        self.max_retries = max_retries
+        self.started_ray = False
+
+    def __enter__(self):
+        import ray
+
+        if not ray.is_initialized():
+            options = {"address": self.address} if self.address else {
+                "include_dashboard": False}
+            ray.init(**options, log_to_driver=False, configure_logging=False)
+            self.started_ray = True
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        import ray
+
+        if self.started_ray:
+            ray.shutdown()
+
+    def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
+        import ray
+
+        remote_trial = ray.remote(run_isolated)
+        # Settings passed as environment variables (e.g. where the data lives) reach a
+        # local worker by inheritance; a cluster's workers get them from here.
+        forwarded = {k: v for k, v in os.environ.items() if k.startswith(FORWARDED_PREFIX)}
+        environment = {"runtime_env": {"env_vars": forwarded}} if forwarded else {}
+        running = {}
+        for spec in specs:
+            ref = remote_trial.options(**ray_resources(spec), **environment,
+                                       max_retries=self.max_retries,
+                                       retry_exceptions=False).remote(spec, self.timeout)
+            running[ref] = spec
+        try:
+            while running:
+                # short waits let this process notice Ctrl-C / SIGTERM
+                ready, _ = ray.wait(list(running), num_returns=1, timeout=1.0)
+                for ref in ready:
+                    spec = running.pop(ref)
+                    yield spec, self._collect(ref, spec)
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+
+    def _collect(self, ref, spec: TrialSpec) -> dict:
+        import ray
+
+        try:
+            return ray.get(ref)
+        except ray.exceptions.OutOfMemoryError as error:
+            return new_record(spec, OOM, f"Ray's memory monitor killed the worker: "
+                                           f"{_first_line(error)}")
+        except ray.exceptions.RayTaskError as error:
+            return new_record(spec, FAILED, f"the trial's Ray task raised "
+                                              f"{_first_line(error)}")
+        except ray.exceptions.RayError as error:
+            return new_record(spec, FAILED, f"lost by Ray after {self.max_retries} retries: "
+                                              f"{type(error).__name__}: {_first_line(error)}")
+
+
+def ray_resources(spec: TrialSpec) -> dict[str, int]:
+    """One GPU for a CUDA trial (Ray points CUDA_VISIBLE_DEVICES at it, so the trial's
+    `cuda` is that GPU), and one CPU for every trial."""
+    return {"num_cpus": 1, "num_gpus": 1 if spec.config["device"].startswith("cuda") else 0}
+
+
+def make_executor(name: str, *, timeout: float | None, address: str | None,
+                  jobs: int = 1) -> Executor:
+    if name not in EXECUTORS:
+        raise UsageError(f"unknown --executor {name!r}; valid: {', '.join(EXECUTORS)}")
+    if jobs < 1:
+        raise UsageError(f"--jobs must be at least 1 (got {jobs})")
+    if jobs > 1 and name != "local":
+        raise UsageError(f"--jobs is for --executor local; {name} runs "
+                         + ("trials one at a time, in this process" if name == "inline" else
+                            "as many trials at once as the cluster has CPUs (one per trial)"
+                            " and GPUs") + ": drop --jobs")
+    if timeout is not None and not timeout > 0:
+        raise UsageError(f"--timeout must be a positive number of seconds (got {timeout:g})")
+    if address is not None and name != "ray":
+        raise UsageError("--address is for --executor ray; drop it or add --executor ray")
+    if name == "inline":
+        if timeout is not None:
+            raise UsageError("--timeout needs a worker process to stop: use --executor "
+                             "local (the default) or ray")
+        return InlineExecutor()
+    if name == "local":
+        return LocalExecutor(timeout, jobs)
+    if address not in (None, "auto"):
+        check_reachable(address)
+    return RayExecutor(timeout, address)
+
+
+def check_reachable(address: str) -> None:
+    """Fail fast on a wrong --address: Ray itself keeps retrying it for minutes."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"--address {address!r}: write HOST:PORT (the head node's GCS "
+                         "port, 6379 by default) or auto")
+    try:
+        socket.create_connection((host, int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as error:
+        raise UsageError(f"--address {address!r}: no Ray head answers there ({error}); "
+                         "start one with `ray start --head` or fix the address") from None
