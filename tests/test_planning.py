@@ -11,9 +11,9 @@ import pytest
 from benchsuite.core.errors import UsageError
 from benchsuite.running import config as configuration
 from benchsuite.running import planning, protocols, runner, sweep
-from benchsuite.storage import records, reproducibility
+from benchsuite.storage import identity, records, reproducibility
 
-PACKAGE = Path(planning.__file__).resolve().parent
+PACKAGE = identity.ENGINE
 
 # maml × sinusoid, seed 0, quick budget, CPU: the trial id planned before planning moved
 # out of benchsuite/running/runner.py, with the code hashes of that moment. A trial id hashes the
@@ -98,27 +98,26 @@ def test_rerun_config_copies_and_keeps_the_cpu(registry, tmp_path):
 
 
 # -- imports -----------------------------------------------------------------------------------
-def module_imports(path: Path, modules: set[str]) -> set[str]:
-    """The benchsuite modules the file imports at module level (inside `if TYPE_CHECKING:`,
-    other `if`s and `try` included; imports inside functions are not)."""
+def module_imports(path: Path) -> set[str]:
+    """The benchsuite modules (as `subpackage/module`) the file imports at module level
+    (inside `if TYPE_CHECKING:`, other `if`s and `try` included; imports inside functions
+    are not)."""
     found: set[str] = set()
+
+    def add(name: str) -> None:
+        file = identity.module_file(name)
+        if file is not None and file.name != "__init__.py":
+            found.add(module_key(file))
 
     def visit(body):
         for node in body:
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    parts = alias.name.split(".")
-                    if parts[0] == "benchsuite" and len(parts) > 1 and parts[1] in modules:
-                        found.add(parts[1])
+                    add(alias.name)
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                parts = node.module.split(".")
-                if parts[0] != "benchsuite":
-                    continue
-                if len(parts) > 1:
-                    if parts[1] in modules:
-                        found.add(parts[1])
-                else:
-                    found.update(a.name for a in node.names if a.name in modules)
+                add(node.module)
+                for alias in node.names:
+                    add(f"{node.module}.{alias.name}")
             elif isinstance(node, ast.If):
                 visit(node.body)
                 visit(node.orelse)
@@ -133,9 +132,13 @@ def module_imports(path: Path, modules: set[str]) -> set[str]:
     return found
 
 
+def module_key(path: Path) -> str:
+    return path.relative_to(PACKAGE).with_suffix("").as_posix()
+
+
 def import_graph() -> dict[str, set[str]]:
-    files = {p.stem: p for p in PACKAGE.glob("*.py")}
-    return {name: module_imports(path, set(files)) - {name} for name, path in files.items()}
+    files = [p for p in PACKAGE.rglob("*.py") if p.name != "__init__.py"]
+    return {module_key(p): module_imports(p) - {module_key(p)} for p in files}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -171,13 +174,28 @@ def test_the_cycle_finder_finds_one():
 
 def test_benchsuite_modules_import_each_other_without_a_cycle():
     graph = import_graph()
-    assert {"planning", "records", "runner"} <= set(graph)
-    assert graph["planning"] >= {"records", "config", "protocols"}
+    assert {"running/planning", "storage/records", "running/runner"} <= set(graph)
+    assert graph["running/planning"] >= {"storage/records", "running/config",
+                                         "running/protocols"}
     # records types the spec structurally: it imports neither the planner nor the runner
-    assert not {"planning", "runner"} & graph["records"]
-    assert "runner" not in graph["planning"]
+    assert not {"running/planning", "running/runner"} & graph["storage/records"]
+    assert "running/runner" not in graph["running/planning"]
     cycle = find_cycle(graph)
     assert cycle is None, "import cycle: " + " -> ".join(cycle or [])
+
+
+FLOORS = {"core": 0, "blocks": 1, "storage": 1, "running": 2, "reporting": 3, "cli": 4,
+          "__main__": 5}
+"""docs/architecture.md: each subpackage builds only on its own modules and lower floors."""
+
+
+def test_every_import_goes_down_the_layers():
+    graph = import_graph()
+    assert {key.split("/")[0] for key in graph} == set(FLOORS)
+    upward = [(module, target) for module, targets in graph.items() for target in targets
+              if target.split("/")[0] != module.split("/")[0]
+              and FLOORS[target.split("/")[0]] >= FLOORS[module.split("/")[0]]]
+    assert upward == []
 
 
 # -- statuses ----------------------------------------------------------------------------------
@@ -201,5 +219,5 @@ def string_constants(path: Path) -> set[str]:
     ("verify", {"failed"}),  # a verdict of benchsuite verify, not a record's status
 ])
 def test_statuses_are_named_not_spelled(module, allowed):
-    spelled = string_constants(PACKAGE / f"{module}.py") & set(records.STATUSES)
+    spelled = string_constants(PACKAGE / "running" / f"{module}.py") & set(records.STATUSES)
     assert spelled <= allowed, f"{module}.py spells statuses {sorted(spelled - allowed)}"
