@@ -6,7 +6,8 @@
 # learn2learn 0.2.0 ships only an sdist whose Cython-generated C does not compile on
 # Python >= 3.11 (it includes longintrepr.h and calls the old PyCode_New). This script is
 # the one place that works around it: it regenerates the C from the .pyx sources with
-# Cython < 3.1 and installs the patched tree. Nothing else in the project builds it.
+# Cython < 3.1 and installs the patched tree. Nothing else in the project builds it: only
+# learn2learn comes as source (--no-binary learn2learn); its build tools come as wheels.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,7 +35,7 @@ if ! "$PY" -c "import learn2learn" 2>/dev/null; then
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
   "$PY" -m pip install -q "cython<3.1" "numpy<2"  # numpy<2 as pyproject.toml requires
-  "$PY" -m pip download -q --no-deps --no-binary :all: -d "$build" "learn2learn==$L2L_VERSION"
+  "$PY" -m pip download -q --no-deps --no-binary learn2learn -d "$build" "learn2learn==$L2L_VERSION"
   tar -xzf "$build"/learn2learn-"$L2L_VERSION".tar.gz -C "$build"
   src="$build/learn2learn-$L2L_VERSION"
   for module in meta_dataset task_dataset transforms; do
