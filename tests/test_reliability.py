@@ -222,7 +222,7 @@ def test_a_plugin_edited_after_planning_fails_its_trial(tmp_path):
                          budget="quick", device="cpu", options={"iterations": 2},
                          set_items=[], out=tmp_path / "out")
     with open(plugins / "toy.py", "a") as source:
-        source.write("# edited\n")
+        source.write("EDITED = True\n")
     record = executors.trial_outcome(spec)
     assert record["status"] == "failed"
     assert "method source changed since the run was planned" in record["error"]
@@ -341,7 +341,7 @@ def test_editing_one_method_reruns_only_its_trials_and_marks_its_old_rows(tmp_pa
     run(2)
     before = {p: read_record(p) for p in out.rglob("*.json")}
     with open(plugins / "toy.py", "a") as source:
-        source.write("# a comment is an edit too\n")
+        source.write("EDITED = True  # a statement: comments alone are no edit\n")
     assert sorted(row.split("|")[2].strip() for row in leaderboard_rows()) == [
         "maml", "toy (older code)"]
 
