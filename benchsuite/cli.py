@@ -1,8 +1,11 @@
-"""Command-line interface: `benchsuite run | report | verify | sweep | list`.
+"""Command-line interface: `benchsuite run | report | verify | sweep | tune | list`.
 
-Usage errors print one line (`error: …`) and exit 2 before anything is written. `run`
-exits 0 when every trial of the grid finished (or is n/a), 1 when some did not (with a
-table of them), 130 / 143 when stopped by SIGINT / SIGTERM (after saying what was saved).
+Usage errors — ours and click's own (an unknown option, a value of the wrong type) — print
+one line (`error: …`) and exit 2 before anything is written. `run` exits 0 when every
+trial of the grid finished (or is n/a), 1 when some did not (with a table of them), 74
+when a record or a report could not be written where asked (one line says where it is
+instead, and what to do), 130 / 143 when stopped by SIGINT / SIGTERM (after saying what
+was saved).
 """
 
 from __future__ import annotations
@@ -11,13 +14,57 @@ import os
 import shlex
 import signal
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NoReturn
 
 import typer
+import typer.core
 
 from benchsuite.core.errors import UsageError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+try:  # Typer 0.24 and later carry their own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+EXIT_IO = 74  # sysexits' EX_IOERR: something could not be written
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """Prints every usage error on one line, `error: …`, and exits with its code (2),
+    where Typer would draw a box around click's own errors."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             windows_expand_args: bool = True, **extra: Any) -> Any:
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False,
+                                windows_expand_args=windows_expand_args, **extra)
+        except click_errors.NoArgsIsHelpError as bare:
+            if not standalone_mode:
+                raise
+            bare.show()
+            sys.exit(bare.exit_code)
+        except click_errors.ClickException as error:
+            if not standalone_mode:
+                raise
+            context = getattr(error, "ctx", None)  # a UsageError's command
+            where = f" (see `{context.command_path} --help`)" if context is not None else ""
+            message = " ".join(error.format_message().split())
+            typer.echo(f"error: {message}{where}", err=True)
+            sys.exit(error.exit_code)
+        except typer.Abort:
+            if not standalone_mode:
+                raise
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        if not standalone_mode:
+            return code
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Benchmark hypergradient (bilevel) meta-learning methods.")
 
 
@@ -25,9 +72,26 @@ def _shorten(text: str, width: int) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def fail_usage(error: Exception) -> None:
+def fail_usage(error: Exception) -> NoReturn:
     typer.echo(f"error: {error}", err=True)
     raise typer.Exit(2)
+
+
+def fail_io(error: OSError, doing: str) -> NoReturn:
+    """One line for an I/O error: what could not be done, the path, the cause, the fix."""
+    from benchsuite.storage.records import io_problem
+
+    typer.echo(f"error: {doing}: {io_problem(error)}", err=True)
+    raise typer.Exit(EXIT_IO)
+
+
+def check_folder(folder: Path, option: str) -> None:
+    """Exit 2 when `option`'s output folder cannot be written (benchsuite.storage.records)."""
+    from benchsuite.storage.records import folder_problem
+
+    problem = folder_problem(folder, option)
+    if problem:
+        fail_usage(UsageError(problem))
 
 
 @app.command()
@@ -99,8 +163,14 @@ def run(
             typer.echo(f"{spec.label()}  [{state}]  -> {spec.path}")
         typer.echo(f"{len(specs)} trials (dry run: nothing executed)")
         return
-    summary = runner.execute(specs, trial_executor, force=force, quiet=quiet)
+    try:
+        summary = runner.execute(specs, trial_executor, force=force, quiet=quiet)
+    except OSError as error:  # the results folder itself could not be made
+        fail_io(error, "could not create the results folder")
     kept = f" ({len(summary.kept)} skipped: kept from earlier runs)" if summary.kept else ""
+    for line in summary.kept_instead:
+        typer.echo(f"note: {line}", err=True)
+    unsaved = report_unsaved(summary, out)
     if summary.interrupted:
         typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records written "
                    f"by this run ({summary.counts(summary.written)}){kept}, "
@@ -108,10 +178,37 @@ def run(
                    f"{out} is complete; re-run the same command to run the rest", err=True)
         raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
     typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {out}")
+    if unsaved:
+        raise typer.Exit(EXIT_IO)
     if summary.unfinished:
         typer.echo(f"{len(summary.unfinished)} trials did not finish:\n"
                    f"{summary.unfinished_table()}", err=True)
         raise typer.Exit(1)
+
+
+def report_unsaved(summary, out: Path) -> bool:
+    """Say, in one line, which records the results folder did not take and where they
+    are (printing those no folder took as JSON lines on stdout); True if any."""
+    from benchsuite.running.runner import unstored_lines
+
+    if not summary.write_errors:
+        return False
+    if not summary.elsewhere and not summary.unstored:
+        typer.echo(f"warning: {len(summary.write_errors)} record writes failed and "
+                   f"succeeded when retried (first: {summary.write_errors[0]}); every "
+                   f"record is in {out}", err=True)
+        return False
+    folders = sorted({str(p.parents[2]) for p in summary.elsewhere.values()})
+    where = (f"{len(summary.elsewhere)} are in {', '.join(folders)} (copy them back with "
+             f"`cp -rn {folders[0]}/. {out}/` once fixed)" if folders else "")
+    nowhere = (f"{len(summary.unstored)} could be stored nowhere and follow on stdout as "
+               "JSON lines" if summary.unstored else "")
+    typer.echo(f"error: {len(summary.elsewhere) + len(summary.unstored)} records could not "
+               f"be written to {out} ({summary.write_errors[0]}); "
+               + "; ".join(part for part in (where, nowhere) if part), err=True)
+    for line in unstored_lines(summary):
+        typer.echo(line)
+    return True
 
 
 @app.command()
@@ -127,13 +224,15 @@ def report(
     if not results.is_dir():
         fail_usage(UsageError(f"results folder {str(results)!r} does not exist; run "
                               "`benchsuite run` first or pass the folder holding records"))
-    if out.exists() and not out.is_dir():
-        fail_usage(UsageError(f"--out {str(out)!r} is a file; pass a folder for the report"))
+    check_folder(out, "--out")
     try:
         registry = plugin_registry.discover(plugins)
     except UsageError as error:
         fail_usage(error)
-    path, warnings = write_report(results, out, registry)
+    try:
+        path, warnings = write_report(results, out, registry)
+    except OSError as error:
+        fail_io(error, "could not write the report")
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"wrote {path}")
@@ -144,8 +243,11 @@ def verify(
     results: Path = typer.Argument(Path("results"), help="Folder of trial records."),
     sample: str = typer.Option("one-per-task", help="one-per-task (the cheapest finished "
                                                     "record of each task) or all."),
-    full: bool = typer.Option(False, help="Re-run whole trials (default: up to the "
-                                          "first learning-curve point)."),
+    quick: bool = typer.Option(False, help="Cheap check: re-run each trial only up to its "
+                               "first learning-curve point and compare the curve there; "
+                               "the test metrics, per-episode scores, the rest of the curve "
+                               "and diverged records are not checked (default: whole "
+                               "trials, every number a report prints)."),
     data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
                                              "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
     plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
@@ -171,16 +273,17 @@ def verify(
     except UsageError as error:
         fail_usage(error)
     verdicts, warnings = verification.verify_folder(
-        results, registry, sample, full,
+        results, registry, sample, quick,
         progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
     if not verdicts:
         fail_usage(UsageError(f"no finished trial records in {str(results)!r} to verify"))
     typer.echo(tabulate([v.row() for v in verdicts], verification.HEADER))
-    if any("shortened" in v.check for v in verdicts):
-        typer.echo("shortened: the re-run stops at the record's first learning-curve point "
-                   "and compares the curve up to there; --full re-runs whole trials.")
+    if quick:
+        typer.echo("quick: each re-run stopped at the record's first learning-curve point; "
+                   f"not checked: {', '.join(verification.QUICK_SKIPS)} (drop --quick to "
+                   "check every number a report prints).")
     results_seen = [v.result for v in verdicts]
     counts = ", ".join(f"{results_seen.count(r)} {r}" for r in dict.fromkeys(results_seen))
     failed = [v for v in verdicts if not v.passed]
@@ -208,9 +311,12 @@ def sweep(
     from benchsuite.running import registry as plugin_registry
     from benchsuite.running import sweep as accuracy_sweep
 
+    check_folder(out / "sweep", "--out")
     try:
         if repeats < 1:
             raise UsageError(f"--repeats must be at least 1 (got {repeats})")
+        if seed < 0:
+            raise UsageError(f"--seed must be at least 0 (got {seed})")
         values = (accuracy_sweep.DEFAULT_GRID if grid is None
                   else accuracy_sweep.parse_grid(grid))
         registry = plugin_registry.discover(plugins)
@@ -218,9 +324,12 @@ def sweep(
                                           device=device, set_items=set_)
     except UsageError as error:
         fail_usage(error)
-    written = accuracy_sweep.run_sweep(
-        registry, pairs, values, repeats, out / "sweep",
-        progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    try:
+        written = accuracy_sweep.run_sweep(
+            registry, pairs, values, repeats, out / "sweep",
+            progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    except OSError as error:
+        fail_io(error, "could not write the sweep")
     typer.echo("wrote " + ", ".join(map(str, written)))
 
 
@@ -259,12 +368,12 @@ def tune(
     import datetime as dt
 
     from benchsuite.blocks import data
-    from benchsuite.running import executors, runner
+    from benchsuite.running import executors, planning, runner
     from benchsuite.running import protocols as protocol_files
     from benchsuite.running import registry as plugin_registry
     from benchsuite.running import tune as tuning
     from benchsuite.storage import reproducibility
-    from benchsuite.storage.records import git_commit
+    from benchsuite.storage.records import folder_problem, git_commit
 
     executors.quiet_library_warnings()
     if data_root is not None:
@@ -272,9 +381,13 @@ def tune(
     root = protocols_dir if protocols_dir is not None else protocol_files.ROOT
     command = shlex.join(["benchsuite", *sys.argv[1:]])
     try:
-        if root.exists() and not root.is_dir():
-            raise UsageError(f"--protocols-dir {str(root)!r} is a file; pass the protocols "
-                             "folder")
+        for folder, option in ((root, "--protocols-dir"), (out, "--out")):
+            problem = folder_problem(folder, option)
+            if problem:
+                raise UsageError(problem)
+        if not 1 <= seeds <= planning.MAX_SEEDS:
+            raise UsageError(f"--seeds must be at least 1 and at most {planning.MAX_SEEDS} "
+                             f"(got {seeds})")
         trial_executor = executors.make_executor(executor, timeout=timeout, address=None,
                                                  jobs=jobs)
         registry = plugin_registry.discover(plugins)
@@ -292,12 +405,21 @@ def tune(
         typer.echo(f"{len(trials)} trials ({tuning.TUNE_BUDGET} configurations × {seeds} "
                    f"seed(s) per pair) -> {out} (dry run: nothing executed or written)")
         return
-    summary = runner.execute(trials, trial_executor, force=False, quiet=quiet)
+    try:
+        summary = runner.execute(trials, trial_executor, force=False, quiet=quiet)
+    except OSError as error:
+        fail_io(error, "could not create the results folder")
+    for line in summary.kept_instead:
+        typer.echo(f"note: {line}", err=True)
     if summary.interrupted:
         typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records "
                    f"written to {out}, no protocol written; re-run the same command to "
                    "resume", err=True)
         raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
+    if report_unsaved(summary, out):
+        typer.echo("error: no protocol written: re-run the same command once the records "
+                   "are back in place", err=True)
+        raise typer.Exit(EXIT_IO)
     if summary.unfinished:
         typer.echo(f"warning: {len(summary.unfinished)} trials did not finish (their "
                    f"configurations score as the worst):\n{summary.unfinished_table()}",
@@ -312,7 +434,10 @@ def tune(
             tables.setdefault(job.task, {})[job.method] = tuning.tuned_table(
                 job, seeds=seeds, command=command, date=date, commit=commit)
     for task, task_tables in tables.items():
-        path = tuning.write_tuned(root, task, task_tables)
+        try:
+            path = tuning.write_tuned(root, task, task_tables)
+        except OSError as error:
+            fail_io(error, "could not write the tuned protocol")
         typer.echo(f"wrote {path} ({', '.join(task_tables)})")
     unchosen = [job.pair for job in tune_jobs if job.choice is None]
     if unchosen:
@@ -371,9 +496,8 @@ def list_plugins(
             for name, n in sorted(protocols.named.items())]
     typer.echo("\nNamed protocols (benchsuite run --protocol NAME)\n"
                + tabulate(rows, ["protocol", "task", "methods", "what"]))
-    # `error` was the except name above: rebinding it is fine at run time
-    for path, error in registry.unavailable.items():  # type: ignore[misc]
-        typer.echo(f"\nunavailable plugin {path}: {error}")  # type: ignore[misc]
+    for path, problem in registry.unavailable.items():
+        typer.echo(f"\nunavailable plugin {path}: {problem}")
 
 
 def settings_table(registry, name: str) -> str:

@@ -77,28 +77,28 @@ def test_verify_reproduces_records_bit_for_bit_and_catches_changes(tmp_path):
     assert all(r["provenance"]["command"].startswith("benchsuite run --methods maml,reptile")
                for r in records.values())
 
-    shortened = cli("verify", out, "--sample", "all")
-    assert shortened.returncode == 0, shortened.stdout + shortened.stderr
-    assert "2 records checked: 2 identical" in shortened.stdout
-    assert "first 10 of 40 iterations (shortened)" in shortened.stdout
-    assert "shortened: the re-run stops" in shortened.stdout
-    full = cli("verify", out, "--full", "-q")
+    quick = cli("verify", out, "--sample", "all", "--quick")
+    assert quick.returncode == 0, quick.stdout + quick.stderr
+    assert "2 records checked: 2 identical" in quick.stdout
+    assert "first 10 of 40 iterations (quick)" in quick.stdout
+    assert "not checked: the test metrics" in quick.stdout
+    full = cli("verify", out, "-q")
     assert full.returncode == 0 and "all 40 iterations" in full.stdout, full.stdout
     assert "1 records checked: 1 identical" in full.stdout   # one per task by default
 
     maml_path = next(out.rglob("maml/*.json"))
     rewrite(maml_path, lambda r: r["curve"][1].update(val_mse=r["curve"][1]["val_mse"] * 1.001))
-    changed = cli("verify", out, "--sample", "all", "-q")
+    changed = cli("verify", out, "--sample", "all", "--quick", "-q")
     assert changed.returncode == 1
     assert "MISMATCH: same environment" in changed.stdout and "curve[10].val_mse" in changed.stdout
 
     # another environment: numbers need only agree within the CI
     rewrite(maml_path, lambda r: r["provenance"].update(torch="0.0-elsewhere"))
-    elsewhere = cli("verify", out, "--sample", "all", "-q")
+    elsewhere = cli("verify", out, "--sample", "all", "--quick", "-q")
     assert elsewhere.returncode == 0, elsewhere.stdout
     assert "within CI" in elsewhere.stdout and "torch 0.0-elsewhere here" in elsewhere.stdout
     rewrite(maml_path, lambda r: r["curve"][1].update(val_mse=r["curve"][1]["val_mse"] + 50))
-    assert "outside the CI" in cli("verify", out, "--sample", "all", "-q").stdout
+    assert "outside the CI" in cli("verify", out, "--sample", "all", "--quick", "-q").stdout
 
     rewrite(maml_path, lambda r: r["code"].update(method="0" * 16))
     stale = cli("verify", out, "--sample", "all", "-q")
@@ -117,15 +117,16 @@ def test_verify_usage_errors_exit_2_with_one_line(tmp_path, args, message):
 
 
 def test_committed_reference_records_verify():
-    """The committed leaderboard's records re-run to the same numbers (shortened: up to
-    each record's first learning-curve point; one record per task)."""
+    """The committed leaderboard's records re-run to the same numbers (--quick, named on
+    purpose: up to each record's first learning-curve point, one record per task; whole
+    trials would take hours)."""
     if SHARED_OMNIGLOT.is_dir():
         os.environ.setdefault("BENCHSUITE_DATA", str(SHARED_OMNIGLOT))
-    result = cli("verify", REFERENCE)
+    result = cli("verify", REFERENCE, "--quick")
     assert result.returncode == 0, result.stdout + result.stderr
     tasks = {p.parent.parent.name for p in REFERENCE.rglob("*.json")}
     assert f"{len(tasks)} records checked" in result.stdout
-    assert "failed" not in result.stdout and "(shortened)" in result.stdout
+    assert "failed" not in result.stdout and "(quick)" in result.stdout
     if SHARED_OMNIGLOT.is_dir():
         assert "skipped" not in result.stdout
 

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from benchsuite.cli import app
-from benchsuite.storage.records import TEMPORARY_PREFIX, read_record
+from benchsuite.storage.records import LOCK_SUFFIX, TEMPORARY_PREFIX, read_record
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,10 +153,12 @@ def plugin_folder(folder: Path, **files: str) -> Path:
 
 
 def records_in(out: Path) -> dict[str, dict]:
-    """method -> record, checking every file under `out` is a complete, valid record."""
+    """method -> record, checking every file under `out` is a complete, valid record (or
+    the empty lock file of one)."""
     files = sorted(out.rglob("*"))
     assert not [f for f in files if f.name.startswith(TEMPORARY_PREFIX)]
-    return {read_record(f)["method"]: read_record(f) for f in files if f.is_file()}
+    return {read_record(f)["method"]: read_record(f) for f in files
+            if f.is_file() and not f.name.endswith(LOCK_SUFFIX)}
 
 
 # -- faults inside a run ---------------------------------------------------------------------
@@ -427,7 +429,7 @@ BAD_INPUT = {
     "--set wrong type": (["--set", "shots=many"], "'many' is not a int"),
     "--set a command-line key": (["--set", "seed=3"], "seed is chosen with --seeds"),
     "zero seeds": (["--seeds", "0"], "--seeds must be at least 1"),
-    "negative seeds": (["--seeds", "-2"], "--seeds must be at least 1 (got -2)"),
+    "negative seeds": (["--seeds", "-2"], "--seeds must be at least 1 and at most 1000 (got -2)"),
     "zero shots": (["--set", "shots=0"], "shots must be at least 1 (got 0)"),
     "negative iterations": (["--iterations", "-1"], "iterations must be at least 0"),
     "zero meta-batch": (["--meta-batch", "0"], "meta_batch must be at least 1"),

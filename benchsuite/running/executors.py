@@ -16,8 +16,9 @@ Warnings a user cannot act on (third-party deprecation notices raised inside wor
 filtered where the worker starts (`quiet_library_warnings`).
 
 A worker process ignores the terminal's Ctrl-C and SIGTERM (its runner decides, and kills
-it), and exits by itself when its parent dies, so killing a runner with SIGKILL leaves no
-trial running on unnoticed.
+it): they are blocked while it starts and ignored once it runs. It exits by itself when
+its parent dies, so killing a runner with SIGKILL leaves no trial running on unnoticed.
+A plugin that calls `sys.exit` inside a trial fails that trial (it does not end the run).
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ FORWARDED_PREFIX = "BENCHSUITE_"  # environment variables every Ray task gets fr
 ORPHAN_POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10.0
 STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
+MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a longer --timeout is a typo (and overflows poll's limit)
 # (message regex, category, module regex): third-party notices a benchsuite user cannot act on
 LIBRARY_WARNINGS = (
     # learn2learn 0.2 decorates functions with torch.jit.script, deprecated in PyTorch 2.x
@@ -99,6 +101,9 @@ def trial_outcome(spec: TrialSpec) -> dict:
     except Exception as error:  # a plugin's failure is a trial's status, not a crash
         status = OOM if _is_allocation_failure(error) else FAILED
         record.update(status=status, error=f"{type(error).__name__}: {_first_line(error)}",
+                      traceback=traceback.format_exc(limit=8))
+    except SystemExit as error:  # sys.exit in a plugin ends its trial, never the run
+        record.update(status=FAILED, error=f"the trial called sys.exit({error.code!r})",
                       traceback=traceback.format_exc(limit=8))
     record["provenance"] = {**provenance(torch.device(spec.config["device"])),
                             "command": spec.command, "started_at": started_at,
@@ -214,6 +219,8 @@ def run_isolated(spec: TrialSpec, timeout: float | None, threads: int | None = N
 
 def _worker(spec: TrialSpec, connection, parent_pid: int, threads: int | None = None,
             jobs: int = 1) -> None:
+    for stopping in (signal.SIGINT, signal.SIGTERM):  # the runner stops workers
+        signal.signal(stopping, signal.SIG_IGN)
     threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     quiet_library_warnings()
     import torch
@@ -422,8 +429,9 @@ def make_executor(name: str, *, timeout: float | None, address: str | None,
                          + ("trials one at a time, in this process" if name == "inline" else
                             "as many trials at once as the cluster has CPUs (one per trial)"
                             " and GPUs") + ": drop --jobs")
-    if timeout is not None and not timeout > 0:
-        raise UsageError(f"--timeout must be a positive number of seconds (got {timeout:g})")
+    if timeout is not None and not 0 < timeout <= MAX_TIMEOUT_S:
+        raise UsageError(f"--timeout must be a positive number of seconds, at most "
+                         f"{MAX_TIMEOUT_S:.0f} (7 days; got {timeout:g})")
     if address is not None and name != "ray":
         raise UsageError("--address is for --executor ray; drop it or add --executor ray")
     if name == "inline":
@@ -433,6 +441,12 @@ def make_executor(name: str, *, timeout: float | None, address: str | None,
         return InlineExecutor()
     if name == "local":
         return LocalExecutor(timeout, jobs)
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("--executor ray needs Ray, which is not installed: pip install "
+                         "'ray[default]' (or the project's dev extra), or use --executor "
+                         "local") from None
     if address not in (None, "auto"):
         check_reachable(address)
     return RayExecutor(timeout, address)

@@ -31,7 +31,12 @@ from benchsuite.running import protocols as protocol_files
 from benchsuite.running.registry import Registry, code_identity
 from benchsuite.running.trial import resolve_device
 from benchsuite.storage import reproducibility
-from benchsuite.storage.records import record_path
+from benchsuite.storage.records import folder_problem, record_path
+
+MAX_SEEDS = 1000
+"""Seeds per method × task: more is a typo, and the grid is built in memory."""
+MAX_TRIALS = 100_000
+"""Trials in one grid (methods × tasks × seeds)."""
 
 
 @dataclass(frozen=True)
@@ -61,15 +66,14 @@ class TrialSpec:
 
 def select(names: str, available: list[str], lookup: Callable[[str], Any]) -> list[str]:
     """The comma-separated `names` (or every one of `available` for `all`), each checked
-    with `lookup` (which raises UsageError with the valid names), without repeats."""
+    with `lookup` (which raises UsageError with the valid names and returns the plugin)
+    and named by its plugin's own name (an alias is its plugin), without repeats."""
     if names.strip() == "all":
         return list(available)
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     if not chosen:
         raise UsageError("empty selection: name at least one, or 'all'")
-    for name in chosen:
-        lookup(name)  # raises UsageError with the valid names
-    return list(dict.fromkeys(chosen))
+    return list(dict.fromkeys(lookup(name).cls.name for name in chosen))
 
 
 def checked_device(name: str, device_here: bool) -> str:
@@ -83,6 +87,9 @@ def checked_device(name: str, device_here: bool) -> str:
         raise UsageError(f"unknown --device {name!r}; {valid}") from None
     if device.type not in ("cpu", "cuda"):
         raise UsageError(f"unsupported --device {name!r}; {valid}")
+    if device.type == "cpu" and device.index is not None:
+        raise UsageError(f"--device {name!r}: the CPU has no index (trials use its cores "
+                         "as torch threads); write --device cpu")
     if device.type == "cuda" and not device_here and device.index is not None:
         raise UsageError(f"--device {name!r}: a remote executor gives each trial one GPU of "
                          "its own; write --device cuda")
@@ -174,14 +181,20 @@ def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: st
     named = protocols.named_protocol(protocol) if protocol else None
     if named:
         methods, tasks = _named_selection(named, methods, tasks)
-    if seeds < 1:
-        raise UsageError(f"--seeds must be at least 1 (got {seeds})")
+    if not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be at least 1 and at most {MAX_SEEDS} (got {seeds})")
     if budget not in configuration.BUDGETS:
         raise UsageError(f"unknown --budget {budget!r}; valid: {', '.join(configuration.BUDGETS)}")
-    if Path(out).exists() and not Path(out).is_dir():
-        raise UsageError(f"--out {str(out)!r} is a file; pass a folder for the records")
+    unwritable = folder_problem(Path(out), "--out")
+    if unwritable:
+        raise UsageError(unwritable)
     method_names = select(methods, registry.canonical_methods(), registry.method)
     task_names = select(tasks, registry.canonical_tasks(), registry.task)
+    trials = len(method_names) * len(task_names) * seeds
+    if trials > MAX_TRIALS:
+        raise UsageError(f"the grid has {trials} trials ({len(method_names)} methods × "
+                         f"{len(task_names)} tasks × {seeds} seeds), more than the "
+                         f"{MAX_TRIALS} one run plans; split it into several runs")
     explicit = methods.strip() != "all" and tasks.strip() != "all"
     overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
     resolved_device = checked_device(device, device_here)

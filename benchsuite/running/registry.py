@@ -166,11 +166,14 @@ def _task_problem(cls: type[Task]) -> str | None:
 
 
 def _register(table, cls, path, code, files, names, registry):
+    """Register `cls` under `names`; a name another plugin class already has is a usage
+    error (which of the two a run would mean cannot be guessed)."""
     plugin = Plugin(cls=cls, path=path, source_hash=code, files=files)
     for name in names:
-        if name in table and table[name].path != path:
-            registry.unavailable[str(path)] = (
-                f"name {name!r} is already taken by {table[name].path}")
-            return
+        other = table.get(name)
+        if other is not None and (other.path, other.cls.__qualname__) != (
+                path, cls.__qualname__):
+            raise UsageError(f"two plugins are named {name!r}: {cls.__qualname__} in {path} "
+                             f"and {other.cls.__qualname__} in {other.path}; rename one")
     for name in names:
         table[name] = plugin

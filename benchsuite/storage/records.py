@@ -1,20 +1,35 @@
 """Trial records on disk: one JSON file per trial, written atomically, with provenance.
 
 Layout: `<out>/<task>/<method>/seed<seed>-<id>.json`. A record is written to a temporary
-file in the same folder, flushed and fsync'ed, then renamed over its final name, so a
-reader (or a run killed at any moment) never sees a half-written record. Reading checks
-the layout and the types of everything the report uses, so a record that loads is safe to
-report and a foreign or damaged file is named and skipped.
+file in the same folder (mode 0666 less the umask), flushed and fsync'ed, then renamed
+over its final name, so a reader (or a run killed at any moment) never sees a
+half-written record. Reading checks the layout and the types of everything the report
+uses, so a record that loads is safe to report and a foreign or damaged file is named and
+skipped.
+
+`write_record` is the one way a trial's record is stored. Under a lock on the record
+(`fcntl.flock` on a hidden `.lock` file beside it, which serialises writers in processes
+on one machine and, through the NFS lock manager, on machines sharing the folder) it reads
+what is stored and replaces it only with a record at least as complete (`COMPLETENESS`:
+finished and n/a > diverged > failed, oom, timeout); the writer that loses says which
+record it kept (`Stored`). With `force`, a record replaces one of equal completeness too:
+a finished record only ever gives way to another finished one.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
+import secrets
 import socket
 import subprocess
-import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +59,12 @@ GOOD_STATUSES = (FINISHED, NOT_APPLICABLE)
 """Statuses a run counts as success: anything else is listed as a trial that did not
 finish (a kept divergence included)."""
 
+COMPLETENESS = {FINISHED: 2, NOT_APPLICABLE: 2, DIVERGED: 1, FAILED: 0, OOM: 0, TIMEOUT: 0}
+"""How much of its trial a record holds: a stored record is replaced only by one at least
+as complete (write_record)."""
+
 TEMPORARY_PREFIX = ".tmp-"  # a record being written; never read as one
+LOCK_SUFFIX = ".lock"       # `.<record name>.lock` beside a record: its writers' lock
 
 FIELD_TYPES: dict[str, type | tuple[type, ...]] = {
     "schema_version": int, "id": str, "method": str, "task": str, "seed": int,
@@ -92,27 +112,151 @@ def new_record(spec: PlannedTrial, status: str, error: str | None = None) -> dic
     }
 
 
+@dataclass(frozen=True)
+class Stored:
+    """What `write_record` left at `path`: `record`, the one written or, when `kept`, the
+    one already there, which the offered record (of status `offered`) could not replace."""
+
+    path: Path
+    record: dict
+    offered: str
+    kept: bool = False
+
+    def describe(self) -> str:
+        """One line on a kept record: which one, and what was not stored."""
+        made = self.record.get("provenance", {})
+        where = ", ".join(f"{k} {made[k]}" for k in ("host", "ended_at") if made.get(k))
+        return (f"kept the {self.record['status']} record at {self.path}"
+                + (f" ({where})" if where else "")
+                + f"; this run's {self.offered} result of the same trial was not stored")
+
+
+def replaces(new: dict, old: dict, force: bool = False) -> bool:
+    """Whether the record `new` may replace the stored record `old`: when it is more
+    complete (COMPLETENESS), or as complete and either `force` or `old` something a
+    re-run does not keep (the latest of two failures is stored)."""
+    more, less = COMPLETENESS[new["status"]], COMPLETENESS[old["status"]]
+    return more > less or (more == less and (force or old["status"] not in DONE_STATUSES))
+
+
+def write_record(path: Path, record: dict, *, force: bool = False) -> Stored:
+    """Store `record` at `path` unless the valid record stored there is more complete
+    (or as complete and kept by a re-run, without `force`): read, compare and write
+    under the record's lock, so two runs finishing the same trial at once cannot
+    interleave. Raises OSError when the folder cannot be written."""
+    path = Path(path)
+    with record_lock(path):
+        _remove_temporaries_of(path)
+        try:
+            stored = read_record(path)
+        except ValueError:  # none, or damaged: anything valid is better
+            stored = None
+        if stored is not None and not replaces(record, stored, force):
+            return Stored(path, stored, record["status"], kept=True)
+        write_atomic(path, record)
+    return Stored(path, record, record["status"])
+
+
+_IN_PROCESS = threading.Lock()  # flock excludes processes; this, the threads of one
+
+
+@contextmanager
+def record_lock(path: Path) -> Iterator[None]:
+    """Hold the writers' lock of the record at `path`: an exclusive `flock` on the hidden
+    file `.<name>.lock` beside it (created, with its folder, when missing; never removed,
+    since removing a lock file another writer has open would split the lock in two)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with _IN_PROCESS:
+        fd = os.open(lock_path(path), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the flock
+
+
+def lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+
 def write_atomic(path: Path, payload: dict) -> None:
     write_text_atomic(path, json.dumps(payload, indent=1, sort_keys=True, default=str),
                       suffix=".json")
 
 
 def write_text_atomic(path: Path, text: str, suffix: str) -> None:
-    """Write `text` to a temporary file beside `path` (named TEMPORARY_PREFIX…`suffix`,
-    which readers skip), flush and fsync it, then rename it over `path`: a reader never
-    sees half a file, and a write interrupted at any moment leaves the old one."""
+    """Write `text` to a temporary file beside `path` (named TEMPORARY_PREFIX, `path`'s
+    name, a random part and `suffix`: readers skip it), flush and fsync it, then rename it
+    over `path`: a reader never sees half a file, and a write interrupted at any moment
+    leaves the old one. The file gets mode 0666 less the umask, as any new file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TEMPORARY_PREFIX, suffix=suffix)
+    tmp = path.with_name(f"{TEMPORARY_PREFIX}{path.name}-{secrets.token_hex(4)}{suffix}")
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
     _sync_folder(path.parent)
+
+
+def _temporaries_of(path: Path) -> list[Path]:
+    return [p for p in path.parent.glob(f"{TEMPORARY_PREFIX}{path.name}-*")
+            if p.name != path.name]
+
+
+def _remove_temporaries_of(path: Path) -> int:
+    """Remove the temporary files of writers of `path` that were killed mid-write (call
+    with its lock held: a live writer holds the lock while its temporary file exists)."""
+    found = _temporaries_of(path)
+    for tmp in found:
+        tmp.unlink(missing_ok=True)
+    return len(found)
+
+
+def remove_stale_temporaries(paths: Iterable[Path]) -> int:
+    """Remove the temporary files that killed writers left beside the records at `paths`
+    (each under its record's lock); returns how many there were."""
+    removed = 0
+    for path in paths:
+        if _temporaries_of(Path(path)):
+            with record_lock(Path(path)):
+                removed += _remove_temporaries_of(Path(path))
+    return removed
+
+
+def folder_problem(folder: Path, option: str) -> str | None:
+    """Why `option`'s folder `folder` (created when missing) cannot receive files: a path
+    through a file, or a folder this process may not write in (permissions, a read-only
+    file system). None when it can."""
+    folder = Path(folder)
+    existing = folder
+    while not (existing.exists() or existing.is_symlink()) and existing.parent != existing:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == folder else f"is inside {str(existing)!r}, a file"
+        return f"{option} {str(folder)!r} {where}; pass a folder"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return (f"{option} {str(folder)!r}: {str(existing)!r} is not writable (read-only "
+                "file system or no permission); pass a folder you can write to")
+    return None
+
+
+def io_problem(error: OSError) -> str:
+    """An I/O error in one line: the path, the cause and what to do about it."""
+    what = {errno.ENOSPC: "free space on that disk", errno.EDQUOT: "free space (quota)",
+            errno.EROFS: "the file system is read-only: use a writable folder",
+            errno.EACCES: "fix the permissions or use a folder you can write to",
+            errno.EPERM: "fix the permissions or use a folder you can write to",
+            errno.ENOTDIR: "a part of the path is a file: use a folder path",
+            errno.ENOENT: "a folder of the path vanished: check the path"}
+    hint = what.get(error.errno or 0, "check the path and the disk")
+    where = error.filename if error.filename is not None else "?"
+    return f"{where}: {error.strerror or error}; {hint}"
 
 
 def _sync_folder(folder: Path) -> None:
