@@ -46,6 +46,7 @@ from benchsuite.running.config import trial_id
 from benchsuite.running.planning import rerun_config
 from benchsuite.running.registry import Registry, changed_code
 from benchsuite.running.trial import Diverged, run_trial
+from benchsuite.storage import reproducibility
 from benchsuite.storage.records import DIVERGED, FINISHED, provenance
 from benchsuite.storage.results import read_records
 
@@ -160,6 +161,8 @@ def verify(record: dict, registry: Registry, quick: bool = False) -> Verdict:
     differences = environment_difference(stored_env, provenance(torch.device(config["device"])))
     if config["device"] != record["config"]["device"]:
         differences.insert(0, f"device {record['config']['device']} here {config['device']}")
+    elif config["device"].startswith("cuda") and not reproducibility.wants_determinism(config):
+        differences.insert(0, "nondeterministic CUDA trial")  # held to the intervals only
     environment = "same" if not differences else "; ".join(differences)
 
     started = time.perf_counter()
