@@ -87,13 +87,9 @@ class Task:
         for key, least in (("meta_batch", 1), ("meta_chunk", 0), ("iterations", 0),
                            ("inner_steps", 0),
                            ("eval_inner_steps", 0), ("test_episodes", 1),
-                           ("val_episodes", 1), ("eval_chunk", 1), ("warmup", 0),
-                           ("curve_points", 1)):
+                           ("val_episodes", 1), ("eval_chunk", 1)):
             if key in config and config[key] < least:
                 problems.append(f"{key} must be at least {least} (got {config[key]})")
-        if any(steps < 0 for steps in config.get("eval_steps", ())):
-            problems.append(f"eval_steps must hold step counts of at least 0 (got "
-                            f"{','.join(map(str, config['eval_steps']))})")
         for key in ("inner_lr", "meta_lr"):
             if key in config and not config[key] > 0:
                 problems.append(f"{key} must be positive (got {config[key]})")

@@ -104,12 +104,28 @@ def checked_device(name: str, device_here: bool) -> str:
     return str(device)
 
 
+RUNNER_LEAST = {"warmup": 0, "curve_points": 1}
+"""The least value of the runner's counts that Task.check_config leaves to planning (the
+contract's checks are part of every record's code identity)."""
+
+
+def runner_problems(config: Mapping[str, Any]) -> list[str]:
+    """Out-of-range runner counts: RUNNER_LEAST, and every step count of `eval_steps`."""
+    problems = [f"{key} must be at least {least} (got {config[key]})"
+                for key, least in RUNNER_LEAST.items() if key in config and config[key] < least]
+    if any(steps < 0 for steps in config.get("eval_steps", ())):
+        problems.append("eval_steps must hold step counts of at least 0 (got "
+                        f"{','.join(map(str, config['eval_steps']))})")
+    return problems
+
+
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
-    """Why `spec` cannot run: its config against the plugins' typed settings and the
-    task's cross-key checks, then (only if those pass) the task's data."""
+    """Why `spec` cannot run: its config against the plugins' typed settings, the
+    runner's counts and the task's cross-key checks, then (only if those pass) the
+    task's data."""
     task, method = registry.task(spec.task), registry.method(spec.method)
     problems = settings.problems([*task.settings, *method.settings], spec.config)
-    problems += task.cls.check_config(spec.config)
+    problems += runner_problems(spec.config) + task.cls.check_config(spec.config)
     missing_data = None if problems else task.cls.check_data(spec.config)
     return problems + ([missing_data] if missing_data else [])
 
