@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from benchsuite.core.seeding import generator
+from benchsuite.running.config import trial_id
 from benchsuite.running.trial import run_trial
 from tests.conftest import REPO, SHARED_OMNIGLOT, small_config
 from tests.test_suite import cli, records_in
@@ -100,8 +101,15 @@ def test_verify_reproduces_records_bit_for_bit_and_catches_changes(tmp_path):
     rewrite(maml_path, lambda r: r["curve"][1].update(val_mse=r["curve"][1]["val_mse"] + 50))
     assert "outside the CI" in cli("verify", out, "--sample", "all", "--quick", "-q").stdout
 
-    rewrite(maml_path, lambda r: r["code"].update(method="0" * 16))
-    stale = cli("verify", out, "--sample", "all", "-q")
+    rewrite(maml_path, lambda r: r["code"].update(method="0" * 16))  # an edit: its id no
+    edited = cli("verify", out, "--sample", "all", "--quick", "-q")  # longer fits
+    assert edited.returncode == 1 and "MISMATCH: its id is not the hash" in edited.stdout
+
+    def older_code(record):  # what a record written by older code holds: its id fits
+        record["id"] = trial_id(record["method"], record["task"], record["config"],
+                                record["code"])
+    rewrite(maml_path, older_code)
+    stale = cli("verify", out, "--sample", "all", "--quick", "-q")
     assert stale.returncode == 1 and "stale: method code changed" in stale.stdout
 
 
