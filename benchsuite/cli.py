@@ -1,4 +1,4 @@
-"""Command-line interface: `benchsuite run | report | verify | sweep | tune | list`.
+"""Command-line interface: `benchsuite run | report | export | verify | sweep | tune | list`.
 
 Usage errors — ours and click's own (an unknown option, a value of the wrong type) — print
 one line (`error: …`) and exit 2 before anything is written. `run` exits 0 when every
@@ -216,8 +216,11 @@ def report(
     results: Path = typer.Argument(Path("results"), help="Folder of trial records."),
     out: Path = typer.Option(Path("reports"), help="Folder for LEADERBOARD.md and figures."),
     plugins: list[Path] = typer.Option([], help="Extra plugin folders (to mark stale rows)."),
+    baseline: str = typer.Option(None, help="Method the probability of improvement compares "
+                                            "with (default: per task, the first method "
+                                            "under a paper protocol)."),
 ) -> None:
-    """Render LEADERBOARD.md and figures from stored trial records."""
+    """Render LEADERBOARD.md, index.html and figures from stored trial records."""
     from benchsuite.reporting.report import write_report
     from benchsuite.running import registry as plugin_registry
 
@@ -227,15 +230,44 @@ def report(
     check_folder(out, "--out")
     try:
         registry = plugin_registry.discover(plugins)
+        if baseline is not None:
+            registry.method(baseline)
     except UsageError as error:
         fail_usage(error)
     try:
-        path, warnings = write_report(results, out, registry)
+        path, warnings = write_report(results, out, registry, baseline)
     except OSError as error:
         fail_io(error, "could not write the report")
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"wrote {path}")
+    typer.echo(f"wrote {path} and {path.parent / 'index.html'}")
+
+
+@app.command()
+def export(
+    results: Path = typer.Argument(..., help="Folder of trial records (or one record)."),
+    format_: str = typer.Option("csv", "--format", help="csv, or parquet (needs pyarrow)."),
+    curves: bool = typer.Option(False, help="Also write one row per learning-curve point."),
+    out: Path = typer.Option(None, help="Folder for trials.<format> (and curves.<format>); "
+                                        "default: RESULTS/export."),
+) -> None:
+    """Write the records as flat tables: one row per trial (and per curve point)."""
+    from benchsuite.reporting.export import export as export_tables
+
+    if not results.exists():
+        fail_usage(UsageError(f"results folder {str(results)!r} does not exist"))
+    target = out if out is not None else (results if results.is_dir() else
+                                          results.parent) / "export"
+    check_folder(target, "--out")
+    try:
+        written, skipped = export_tables(results, target, format_, curves)
+    except UsageError as error:
+        fail_usage(error)
+    except OSError as error:
+        fail_io(error, "could not write the export")
+    for line in skipped:
+        typer.echo(f"warning: {line}", err=True)
+    typer.echo("wrote " + ", ".join(map(str, written)))
 
 
 @app.command()

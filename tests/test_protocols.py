@@ -215,18 +215,18 @@ def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
     runner.execute(specs, make_executor("inline", timeout=None, address=None), force=False,
                    quiet=True)
     board, _ = write_report(tmp_path / "results", tmp_path / "report", registry)
-    rows = {line.split("|")[2].strip(): line.split("|")[3].strip()
-            for line in board.read_text().splitlines()
-            if line.startswith("| ") and "method" not in line and "---" not in line}
+    tables = [[[cell.strip() for cell in line.split("|")[1:-1]] for line in block.splitlines()
+               if "---" not in line]
+              for block in board.read_text().split("\n\n") if block.startswith("| ")]
+    main, diagnostics = tables[0], next(t for t in tables if "meta-batch" in t[0])
+    rows = {row[1]: row[2] for row in main[1:]}
     # the committed protocols/: maml's paper, fomaml's tuned table, nothing for trhg
     assert rows == {"maml": "paper protocol", "fomaml": "tuned (budget 4)",
                     "trhg": "task defaults", "scratch": "floor"}
     # what each row trained with: the task's meta-batch, the command line's iterations
-    table = [line.split("|")[1:-1] for line in board.read_text().splitlines()
-             if line.startswith("| ") and "---" not in line]
-    header = [cell.strip() for cell in table[0]]
-    budget = {row[1].strip(): (row[header.index("meta-iterations")].strip(),
-                               row[header.index("meta-batch")].strip()) for row in table[1:]}
+    header = diagnostics[0]
+    budget = {row[0]: (row[header.index("meta-iterations")], row[header.index("meta-batch")])
+              for row in diagnostics[1:]}
     assert budget["maml"] == ("4", str(registry.task("sinusoid").cls.defaults["meta_batch"]))
     text = board.read_text()
     assert "- maml — paper protocol: Finn et al. 2017, Sec. 5.1" in text

@@ -160,6 +160,15 @@ method = "maml"
 metric = "mse_at_10_steps"
 value = {near}
 source = "Near et al."
+margin = 10.0
+
+[[result]]
+task = "sinusoid"
+method = "maml"
+metric = "mse_at_10_steps"
+value = {near}
+source = "Tight et al."
+margin = 0.001
 
 [[result]]
 task = "sinusoid"
@@ -177,10 +186,13 @@ method = "maml"
     assert result.returncode == 0, result.stderr
     assert "lacks ['metric', 'value', 'source']" in result.stderr
     board = (tmp_path / "report" / "LEADERBOARD.md").read_text()
-    rows = [line for line in board.splitlines()
-            if any(source in line for source in ("Far et al.", "Near et al.", "Other protocol"))]
-    assert len(rows) == 2, board
-    assert "Far et al." in rows[0] and "OUTSIDE" in rows[0]
-    assert f"{maml['mse'] - far:+.3g}" in rows[0]
-    assert "Near et al." in rows[1] and "within" in rows[1] and "+0 " in rows[1]
+    sources = ("Far et al.", "Near et al.", "Tight et al.", "Other protocol")
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in board.splitlines()
+            if any(source in line for source in sources)]
+    assert [row[2].split("(")[1] for row in rows] == ["Far et al.)", "Near et al.)",
+                                                      "Tight et al.)"], board
+    verdicts = [row[8] for row in rows]
+    assert verdicts == ["OUTSIDE", "within", "undecided"]   # the margin decides "within"
+    assert float(rows[0][6]) == pytest.approx(maml["mse"] - far, rel=1e-3)
+    assert abs(float(rows[1][6])) < 1e-5 * near              # ours, from float32 episodes
     assert "benchsuite run --methods maml --tasks sinusoid" in board   # the exact command

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from benchsuite.core import statistics as stats
-from benchsuite.reporting.report import Cell, cell_for, compare, scored_trials
+from benchsuite.reporting.cells import MEAN, Cell, cell_for, compare, scored_trials
 
 
 @pytest.mark.parametrize("df,expected", [(1, 12.706205), (2, 4.302653), (4, 2.776445),
@@ -94,14 +94,15 @@ def test_hierarchical_bootstrap_brackets_the_mean_of_seed_means():
 
 
 def test_report_cells_mark_partial_means_and_compare_paired():
-    cell = Cell(means={0: 1.0, 1: 2.0, 2: 3.0}, diverged={0: 0.0, 1: 0.5, 2: 0.0})
+    cell = Cell(scores={0: 1.0, 1: 2.0, 2: 3.0}, diverged={0: 0.0, 1: 0.5, 2: 0.0})
     assert cell.text() == "2* ± 2.5" and cell.diverged_text() == "17%"
-    old = Cell(means={0: 1.0, 1: math.nan}, diverged={0: None, 1: None})
-    assert old.diverged_fraction() is None and "1 of 2 seeds" in old.diverged_text()
+    old = Cell(scores={0: 1.0, 1: math.nan}, diverged={0: None, 1: None})
+    assert old.diverged_fraction() is None
+    assert old.diverged_text() == "some (fraction not recorded), 1 of 2 seeds failed"
     # a shifted copy on the same seeds differs significantly although the intervals overlap
-    shifted = Cell(means={0: 1.1, 1: 2.1, 2: 3.05}, diverged={0: 0.0, 1: 0.0, 2: 0.0})
+    shifted = Cell(scores={0: 1.1, 1: 2.1, 2: 3.05}, diverged={0: 0.0, 1: 0.0, 2: 0.0})
     assert compare(shifted, cell).significant
-    assert not compare(shifted, Cell(means={0: 3.0, 1: 1.0, 2: 2.0})).significant
+    assert not compare(shifted, Cell(scores={0: 3.0, 1: 1.0, 2: 2.0})).significant
 
 
 def test_a_seed_whose_training_diverged_counts_as_diverged_not_dropped():
@@ -111,9 +112,10 @@ def test_a_seed_whose_training_diverged_counts_as_diverged_not_dropped():
         "status": ["finished", "finished", "diverged", "finished", "failed"],
         "config": [{"eval_inner_steps": 5}] * 5,
         "metrics": [dict(finished, mse=1.0), finished, {}, dict(finished, mse=3.0), {}]})
-    cell = cell_for(scored_trials(trials), "mse", 5)
-    assert sorted(cell.means) == [0, 1, 2, 3]  # a failed trial runs again: not scored yet
-    assert cell.finite == {0: 1.0, 1: 2.0, 3: 3.0}
-    assert cell.diverged_fraction() == 0.25 and cell.diverged_text() == "25%"
+    cell = cell_for(scored_trials(trials), "mse", 5, MEAN)
+    assert sorted(cell.scores) == [0, 1, 2, 3]  # a failed trial runs again: not scored yet
+    assert cell.finite == {0: 1.0, 1: 2.0, 3: 3.0} and cell.failed == 1
+    assert cell.diverged_fraction() == 0.25
+    assert cell.diverged_text() == "25%, 1 of 4 seeds failed"
     assert cell.text() == "2* ± 2.5"  # over the three finite seeds, marked
     assert cell.median_text() == "1.5*"

@@ -193,10 +193,18 @@ def test_report_renders_tables_and_figures_and_skips_bad_records(tmp_path):
     assert "## sinusoid" in text and "## quadratic" in text
     assert "hypergrad_rel_error" in text
     assert "reptile: n/a" in text
-    for line in text.splitlines():
-        if line.startswith("|      1 |"):
-            assert "±" in line
+    main_tables = [block for block in text.split("\n\n") if block.startswith("| rank")]
+    assert len(main_tables) == 2
+    for table in main_tables:
+        lines = table.splitlines()
+        assert len(lines[0].split("|")) - 2 <= 10        # the main table: ten columns at most
+        assert all("±" in line for line in lines[2:] if line.startswith("| 1 "))
+    assert "--budget paper --seeds 5 --device cuda" in text   # the paper-budget command
     figures = sorted(p.name for p in (reports / "figures").glob("*.png"))
-    assert figures == ["quadratic-curves.png", "quadratic-vs-time.png",
-                       "sinusoid-curves.png", "sinusoid-vs-time.png"]
+    assert figures == ["quadratic-cost.png", "quadratic-curves.png",
+                       "sinusoid-cost.png", "sinusoid-curves.png"]
     assert all((reports / "figures" / name).stat().st_size > 1000 for name in figures)
+    page = (reports / "index.html").read_text()
+    assert page.count("<table") == sum(1 for line in text.splitlines() if line.startswith("|--"))
+    assert all(f'src="figures/{name}"' in page for name in figures)
+    assert "http" not in page                                  # nothing fetched from a network
