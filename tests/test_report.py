@@ -20,7 +20,7 @@ EPISODES = 8
 
 
 def trial(method, seed, scores=None, *, status="finished", kind="tuned", curve=(),
-          test_episodes=EPISODES, **config):
+          test_episodes=EPISODES, protocol=None, **config):
     """A record as the report reads it: `scores` the test episodes' (mse, lower better)."""
     config = {"eval_inner_steps": 5, "test_episodes": test_episodes, **config}
     metrics = {}
@@ -34,7 +34,8 @@ def trial(method, seed, scores=None, *, status="finished", kind="tuned", curve=(
     return {"method": method, "seed": seed, "status": status, "config": config,
             "metrics": metrics, "error": None, "stale": False, "curve": list(curve),
             "timing": [], "memory": [],
-            "protocol": {"name": method, "kind": kind, "label": kind, "source": "s"}}
+            "protocol": {"name": protocol or method, "kind": kind, "label": kind,
+                         "source": "s"}}
 
 
 def frame_of(*trials):
@@ -161,6 +162,19 @@ def test_baseline_and_probability_of_improvement_only_over_episodes():
                              for m, v in (("x", 1.0), ("y", 2.0)) for s in seeds])
     by_label, _ = rows_of(one_episode)
     assert ranking.improvement_text(by_label["x"], by_label["y"], False) == "1"
+
+
+def test_the_paper_budget_command_runs_the_rows_grid_on_a_gpu():
+    from benchsuite.reporting.tables import paper_budget_command
+
+    _, rows = rows_of(frame_of(*[trial(m, s, good(1.0, s)) for m in ("b", "a") for s in (0, 1)]))
+    assert paper_budget_command("sinusoid", rows) == (
+        "benchsuite run --methods a,b --tasks sinusoid --budget paper --seeds 5 --device cuda "
+        "--out results/paper")
+    _, rows = rows_of(frame_of(*[trial(m, 0, good(1.0, 0), kind="named", protocol="betty")
+                                 for m in ("imaml", "darts")]))
+    assert paper_budget_command("omniglot", rows).startswith(
+        "benchsuite run --protocol betty --budget paper --seeds 5")
 
 
 def test_every_registered_method_has_its_own_fixed_colour_and_marker(registry):

@@ -21,10 +21,16 @@ may set iterations and meta-batch for a whole grid."""
 
 
 def step_text(cell) -> str:
-    """A further step count's score, with what diverged when anything did."""
+    """A further step count's score, with what diverged (share of episodes, failed seeds)
+    when anything did, in short."""
     if not cell.scores:
         return "–"
-    return cell.text() + (f" (diverged: {cell.diverged_text()})" if cell.partial else "")
+    if not cell.partial:
+        return cell.text()
+    fraction = cell.diverged_fraction()
+    what = [f"div. {percent(fraction) if fraction is not None else 'some'}"]
+    what += [f"failed {cell.failed}/{len(cell.scores)}"] if cell.failed else []
+    return f"{cell.text()} ({', '.join(what)})"
 
 
 def main_table(rows: list[Row], ranks: dict[str, int], metric: str, higher: bool,
@@ -74,7 +80,8 @@ def per_step_table(rows: list[Row], metric: str, other_steps: list[int],
         return None
     body = [[row.label, *(step_text(cell_for(row.scored, metric, s, higher_is_better=higher))
                           for s in other_steps)] for row in rows]
-    return Table("Scores after other numbers of test-time steps (the same statistic):",
+    return Table("Scores after other numbers of test-time steps (the same statistic; div.: "
+                 "diverged episodes, failed: seeds):",
                  ["method", *(f"after {s}" for s in other_steps)], body,
                  numeric=tuple(range(1, len(other_steps) + 1)))
 
@@ -111,12 +118,15 @@ def diagnostics_table(rows: list[Row], metric: str, higher: bool,
 
 
 def paper_budget_command(task: str, rows: list[Row]) -> str:
-    """A ready command that runs this task's rows at the papers' budget on a GPU."""
-    methods = ",".join(sorted({r.method for r in rows}))
+    """A ready command that runs this task's rows at the papers' budget on a GPU: their
+    named protocol where every row ran one, else their methods on the task."""
+    named = {p["name"] for r in rows for p in r.protocols if p.get("kind") == "named"}
     seeds = max((len(r.group.seed.unique()) for r in rows), default=1)
-    return shlex.join(["benchsuite", "run", "--methods", methods, "--tasks", task, "--budget",
-                       "paper", "--seeds", str(max(seeds, 5)), "--device", "cuda",
-                       "--out", "results/paper"])
+    grid = (["--protocol", named.pop()] if len(named) == 1 and all(
+        any(p.get("kind") == "named" for p in r.protocols) for r in rows)
+        else ["--methods", ",".join(sorted({r.method for r in rows})), "--tasks", task])
+    return shlex.join(["benchsuite", "run", *grid, "--budget", "paper", "--seeds",
+                       str(max(seeds, 5)), "--device", "cuda", "--out", "results/paper"])
 
 
 def protocol_notes(rows: list[Row]) -> Notes | None:
