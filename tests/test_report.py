@@ -115,6 +115,21 @@ def test_published_verdict_is_undecided_when_the_range_cannot_decide():
     assert verdict(0.0, math.nan, 1.0, 0.25) == "undecided"
 
 
+def test_the_published_comparison_leaves_out_blown_up_episodes_with_the_marks():
+    from benchsuite.reporting.published import HEADER, published_rows
+
+    seeds = range(3)
+    scores = [good(1.0, s) for s in seeds]
+    scores[0][3] = 7e5                      # one finite blow-up, as MAML's on sinusoid
+    frame = frame_of(*[trial("m", s, scores[s]) for s in seeds])
+    frame["task"] = "t"
+    entry = {"task": "t", "method": "m", "metric": "mse", "value": 1.004, "source": "P"}
+    row = dict(zip(HEADER, published_rows(frame, "mse", False, [entry])[0]))
+    assert row["ours ± 95% CI"].startswith("1.00") and "*" in row["ours ± 95% CI"]
+    assert row["diverged"] == "4.2%"         # 1 of 8 episodes on one of 3 seeds
+    assert row["paper vs one run"] == "within"
+
+
 def test_an_implementation_check_is_shown_beside_its_row_not_ranked():
     seeds = range(3)
     frame = frame_of(*[trial("orig", s, good(1.0, s)) for s in seeds],

@@ -112,7 +112,7 @@ def test_a_seed_whose_training_diverged_counts_as_diverged_not_dropped():
         "status": ["finished", "finished", "diverged", "finished", "failed"],
         "config": [{"eval_inner_steps": 5}] * 5,
         "metrics": [dict(finished, mse=1.0), finished, {}, dict(finished, mse=3.0), {}]})
-    cell = cell_for(scored_trials(trials), "mse", 5, MEAN)
+    cell = cell_for(scored_trials(trials), "mse", 5, MEAN, False)
     assert sorted(cell.scores) == [0, 1, 2, 3]  # a failed trial runs again: not scored yet
     assert cell.finite == {0: 1.0, 1: 2.0, 3: 3.0} and cell.failed == 1
     assert cell.diverged_fraction() == 0.25

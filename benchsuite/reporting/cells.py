@@ -192,8 +192,8 @@ def stored_score(metrics: dict, prefix: str, statistic: str) -> float:
     return math.nan if diverged > 0.25 else float(metrics.get(f"{prefix}_iqm", mean))
 
 
-def cell_for(trials: pd.DataFrame, metric: str, steps: int, statistic: str = ROBUST,
-             higher_is_better: bool = True) -> Cell:
+def cell_for(trials: pd.DataFrame, metric: str, steps: int, statistic: str,
+             higher_is_better: bool) -> Cell:
     """The row's score after `steps` steps; a trial whose training diverged has no test
     score, so its seed enters as failed, with all its episodes diverged."""
     cell = Cell()

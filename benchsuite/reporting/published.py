@@ -63,8 +63,8 @@ def follows(config: dict, entry: dict) -> bool:
     return all(str(config.get(k)) == str(v) for k, v in entry.get("config", {}).items())
 
 
-def published_cell(group: pd.DataFrame, key: str, metric: str, statistic: str = MEAN,
-                   higher_is_better: bool = True) -> Cell | None:
+def published_cell(group: pd.DataFrame, key: str, metric: str, statistic: str,
+                   higher_is_better: bool) -> Cell | None:
     """The Cell of a published metric name (`mse_at_5_steps`, or the main `mse`)."""
     if key == metric:
         steps = {int(c.get("eval_inner_steps", 0)) for c in group.config}
@@ -95,7 +95,7 @@ def published_rows(frame: pd.DataFrame, metric: str, higher_is_better: bool,
         matching = scored[(scored.method == entry["method"])
                           & scored.config.map(lambda c, e=entry: follows(c, e))]
         for signature, group in matching.groupby("signature", sort=False):
-            cell = published_cell(group, entry["metric"], metric)
+            cell = published_cell(group, entry["metric"], metric, MEAN, higher_is_better)
             if cell is None or not cell.finite:
                 continue
             interval, unit = cell.interval()

@@ -9,7 +9,15 @@ import shlex
 import pandas as pd
 
 from benchsuite.reporting import ranking
-from benchsuite.reporting.cells import PARTIAL, cell_for, fmt, percent, scalar_cell, step_counts
+from benchsuite.reporting.cells import (
+    PARTIAL,
+    ROBUST,
+    cell_for,
+    fmt,
+    percent,
+    scalar_cell,
+    step_counts,
+)
 from benchsuite.reporting.document import Notes, Section, Table
 from benchsuite.reporting.published import CAPTION, HEADER, published_rows
 from benchsuite.reporting.rows import CONVERGENCE_TAIL, Row, build_rows
@@ -78,7 +86,7 @@ def per_step_table(rows: list[Row], metric: str, other_steps: list[int],
                    higher: bool) -> Table | None:
     if not other_steps:
         return None
-    body = [[row.label, *(step_text(cell_for(row.scored, metric, s, higher_is_better=higher))
+    body = [[row.label, *(step_text(cell_for(row.scored, metric, s, ROBUST, higher))
                           for s in other_steps)] for row in rows]
     return Table("Scores after other numbers of test-time steps (the same statistic; div.: "
                  "diverged episodes, failed: seeds):",
