@@ -259,3 +259,14 @@ def test_html_tables_sort_and_figures_load_in_a_browser(tmp_path):
     up, down, complete, width = title.split()[1:]
     assert (up, down) == ("abc", "cba")       # by the number: 9 < 10.5 < 100, then reversed
     assert complete == "true" and int(width) == 200   # the figure loaded (2 in × 100 dpi)
+
+
+def test_an_unknown_baseline_is_one_line_and_nothing_written(tmp_path):
+    from tests.conftest import REPO
+    from tests.test_suite import cli
+
+    result = cli("report", REPO / "results" / "protocols", "--baseline", "no-such-method",
+                 "--out", tmp_path / "report")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "unknown method 'no-such-method'" in result.stderr
+    assert not (tmp_path / "report").exists()
