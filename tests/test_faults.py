@@ -480,6 +480,7 @@ BAD_INPUT = {
     "huge seed count": (["run", "--seeds", "1000000000"], "--seeds must be at least 1 and at most"),
     "huge grid": (["run", "--seeds", "1000", "--methods", "all", "--tasks", "all"],
                   "split it into several runs"),
+    "huge jobs": (["run", "--jobs", "100000"], "per core of this machine"),
     "cpu index": (["run", "--device", "cpu:1"], "the CPU has no index"),
     "negative warmup": (["run", "--set", "warmup=-1"], "warmup must be at least 0"),
     "zero curve points": (["run", "--set", "curve_points=0"], "curve_points must be at least 1"),
