@@ -465,9 +465,11 @@ def test_records_take_the_umask_and_killed_writers_leave_nothing(tmp_path):
     leftover.write_text('{"half')
     previous = os.umask(0o002)
     try:
-        assert cli("run", "--out", out, *grid).exit_code == 0
+        result = cli("run", "--out", out, *grid)
     finally:
         os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert "note: removed 1 temporary files that killed writers left" in result.stderr
     assert path.stat().st_mode & 0o777 == 0o664
     assert not leftover.exists()
 
