@@ -168,6 +168,9 @@ def run(
     except OSError as error:  # the results folder itself could not be made
         fail_io(error, "could not create the results folder")
     kept = f" ({len(summary.kept)} skipped: kept from earlier runs)" if summary.kept else ""
+    if summary.cleaned:
+        typer.echo(f"note: removed {summary.cleaned} temporary files that killed writers "
+                   "left beside records", err=True)
     for line in summary.kept_instead:
         typer.echo(f"note: {line}", err=True)
     unsaved = report_unsaved(summary, out)

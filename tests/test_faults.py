@@ -465,9 +465,11 @@ def test_records_take_the_umask_and_killed_writers_leave_nothing(tmp_path):
     leftover.write_text('{"half')
     previous = os.umask(0o002)
     try:
-        assert cli("run", "--out", out, *grid).exit_code == 0
+        result = cli("run", "--out", out, *grid)
     finally:
         os.umask(previous)
+    assert result.exit_code == 0, result.output
+    assert "note: removed 1 temporary files that killed writers left" in result.stderr
     assert path.stat().st_mode & 0o777 == 0o664
     assert not leftover.exists()
 
@@ -480,6 +482,7 @@ BAD_INPUT = {
     "huge seed count": (["run", "--seeds", "1000000000"], "--seeds must be at least 1 and at most"),
     "huge grid": (["run", "--seeds", "1000", "--methods", "all", "--tasks", "all"],
                   "split it into several runs"),
+    "huge jobs": (["run", "--jobs", "100000"], "per core of this machine"),
     "cpu index": (["run", "--device", "cpu:1"], "the CPU has no index"),
     "negative warmup": (["run", "--set", "warmup=-1"], "warmup must be at least 0"),
     "zero curve points": (["run", "--set", "curve_points=0"], "curve_points must be at least 1"),

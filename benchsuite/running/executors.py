@@ -61,6 +61,7 @@ FORWARDED_PREFIX = "BENCHSUITE_"  # environment variables every Ray task gets fr
 ORPHAN_POLL_S = 0.5
 CONNECT_TIMEOUT_S = 10.0
 STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
+JOBS_PER_CORE = 4  # more --jobs than this many per core is a typo, not a plan
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a longer --timeout is a typo (and overflows poll's limit)
 # (message regex, category, module regex): third-party notices a benchsuite user cannot act on
 LIBRARY_WARNINGS = (
@@ -424,6 +425,10 @@ def make_executor(name: str, *, timeout: float | None, address: str | None,
         raise UsageError(f"unknown --executor {name!r}; valid: {', '.join(EXECUTORS)}")
     if jobs < 1:
         raise UsageError(f"--jobs must be at least 1 (got {jobs})")
+    most = JOBS_PER_CORE * (os.cpu_count() or 1)
+    if jobs > most:
+        raise UsageError(f"--jobs {jobs} is more than {JOBS_PER_CORE} per core of this "
+                         f"machine ({most}): each job is a process of its own")
     if jobs > 1 and name != "local":
         raise UsageError(f"--jobs is for --executor local; {name} runs "
                          + ("trials one at a time, in this process" if name == "inline" else
