@@ -1,4 +1,5 @@
 """Command-line interface: `benchsuite run | report | export | verify | sweep | tune | list`.
+It parses the command line and calls the module that does the work.
 
 Usage errors — ours and click's own (an unknown option, a value of the wrong type) — print
 one line (`error: …`) and exit 2 before anything is written. `run` exits 0 when every
@@ -68,8 +69,19 @@ app = typer.Typer(cls=OneLineErrors, add_completion=False, no_args_is_help=True,
                   help="Benchmark hypergradient (bilevel) meta-learning methods.")
 
 
-def _shorten(text: str, width: int) -> str:
-    return text if len(text) <= width else text[:width - 1] + "…"
+def _print_version(value: bool) -> None:
+    if value:
+        from benchsuite import __version__
+
+        typer.echo(f"benchsuite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: bool = typer.Option(False, "--version", callback=_print_version,
+                                      is_eager=True, help="Print the version and exit.")
+         ) -> None:
+    """Benchmark hypergradient (bilevel) meta-learning methods."""
 
 
 def fail_usage(error: Exception) -> NoReturn:
@@ -400,15 +412,13 @@ def tune(
 ) -> None:
     """Tune a method's step sizes on validation episodes: the best of 4 configurations per
     method × task (the same budget for every method), written as a tuned protocol."""
-    import datetime as dt
-
     from benchsuite.blocks import data
     from benchsuite.running import executors, planning, runner
     from benchsuite.running import protocols as protocol_files
     from benchsuite.running import registry as plugin_registry
     from benchsuite.running import tune as tuning
     from benchsuite.storage import reproducibility
-    from benchsuite.storage.records import folder_problem, git_commit
+    from benchsuite.storage.records import folder_problem
 
     executors.quiet_library_warnings()
     if data_root is not None:
@@ -434,14 +444,15 @@ def tune(
     except UsageError as error:
         fail_usage(error)
     reproducibility.prepare_environment(deterministic=True)
-    trials = [spec for job in tune_jobs for spec in job.trials]
     if dry_run:
         typer.echo(tuning.grid_table(tune_jobs, scored=False))
-        typer.echo(f"{len(trials)} trials ({tuning.TUNE_BUDGET} configurations × {seeds} "
-                   f"seed(s) per pair) -> {out} (dry run: nothing executed or written)")
+        typer.echo(f"{sum(len(job.trials) for job in tune_jobs)} trials "
+                   f"({tuning.TUNE_BUDGET} configurations × {seeds} seed(s) per pair) -> "
+                   f"{out} (dry run: nothing executed or written)")
         return
     try:
-        summary = runner.execute(trials, trial_executor, force=False, quiet=quiet)
+        summary = runner.execute([spec for job in tune_jobs for spec in job.trials],
+                                 trial_executor, force=False, quiet=quiet)
     except OSError as error:
         fail_io(error, "could not create the results folder")
     for line in summary.kept_instead:
@@ -459,95 +470,33 @@ def tune(
         typer.echo(f"warning: {len(summary.unfinished)} trials did not finish (their "
                    f"configurations score as the worst):\n{summary.unfinished_table()}",
                    err=True)
-    tuning.score(tune_jobs)
-    typer.echo(tuning.grid_table(tune_jobs))
-    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    commit = git_commit() or ""
-    tables: dict[str, dict] = {}
-    for job in tune_jobs:
-        if job.choice is not None:
-            tables.setdefault(job.task, {})[job.method] = tuning.tuned_table(
-                job, seeds=seeds, command=command, date=date, commit=commit)
-    for task, task_tables in tables.items():
-        try:
-            path = tuning.write_tuned(root, task, task_tables)
-        except OSError as error:
-            fail_io(error, "could not write the tuned protocol")
-        typer.echo(f"wrote {path} ({', '.join(task_tables)})")
-    unchosen = [job.pair for job in tune_jobs if job.choice is None]
-    if unchosen:
-        typer.echo(f"error: no configuration of {', '.join(unchosen)} has a finite "
-                   "validation score; no protocol written for it", err=True)
-        raise typer.Exit(1)
+    try:
+        status = tuning.choose_and_write(tune_jobs, root=root, seeds=seeds, command=command,
+                                         echo=typer.echo)
+    except OSError as error:
+        fail_io(error, "could not write the tuned protocol")
+    if status:
+        raise typer.Exit(status)
 
 
 @app.command(name="list")
 def list_plugins(
     plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
-    settings: str = typer.Option(None, "--settings", help="A method or task: its config "
-                                 "keys with type, default and meaning."),
+    settings: str = typer.Option(None, "--settings", help="A method or task: every config "
+                                 "key its trials read, with type, default, source and "
+                                 "meaning."),
+    wide: bool = typer.Option(False, help="Whole lines and the compatibility grid (the "
+                                          "default fits 100 columns)."),
 ) -> None:
-    """Show methods, tasks and which pairs are compatible."""
-    from tabulate import tabulate
-
+    """Show methods, tasks, which pairs are compatible, and the protocols."""
+    from benchsuite.running import catalog
     from benchsuite.running import protocols as protocol_files
-    from benchsuite.running import registry as plugin_registry
 
     try:
-        registry = plugin_registry.discover(plugins)
-        protocols = protocol_files.load()
+        data = catalog.catalog(plugins)
         if settings is not None:
-            typer.echo(settings_table(registry, settings))
+            typer.echo(catalog.settings_table(data, settings, wide=wide))
             return
+        typer.echo(catalog.render(data, protocol_files.load(), wide=wide))
     except UsageError as error:
         fail_usage(error)
-    method_names = registry.canonical_methods()
-    rows = [[name, ", ".join(p.cls.aliases) or "", ", ".join(sorted(p.cls.supports)),
-             p.cls.paper] for name, p in ((n, registry.methods[n]) for n in method_names)]
-    typer.echo("Methods\n" + tabulate(rows, ["method", "aliases", "problem kinds", "paper"]))
-    rows = []
-    for name in registry.canonical_tasks():
-        cls = registry.tasks[name].cls
-        d = cls.defaults
-        protocol = (f"{d['inner_steps']} inner steps, α={d['inner_lr']}, meta-batch "
-                    f"{d['meta_batch']}, {d['iterations']} iterations")
-        for key in ("ways", "shots"):
-            if key in d:
-                protocol = f"{key} {d[key]}, " + protocol
-        rows.append([name, cls.kind, f"{cls.metric} ({'↑' if cls.higher_is_better else '↓'})",
-                     protocol])
-    typer.echo("\nTasks\n" + tabulate(rows, ["task", "problem kind", "metric",
-                                             "paper defaults"]))
-    header = ["task \\ method", *method_names]
-    grid = [[t, *("yes" if registry.methods[m].cls.incompatibility(registry.tasks[t].cls)
-                  is None else "n/a" for m in method_names)]
-            for t in registry.canonical_tasks()]
-    typer.echo("\nCompatible pairs\n" + tabulate(grid, header))
-    rows = [[f"{method} × {task}", p.label, _shorten(p.source, 90)]
-            for (method, task), p in sorted({**protocols.paper, **protocols.tuned}.items())]
-    typer.echo("\nProtocols per method and task (others run on the task's defaults)\n"
-               + tabulate(rows, ["pair", "protocol", "source"]))
-    rows = [[name, n.task, ", ".join(n.methods), _shorten(n.description or n.source, 90)]
-            for name, n in sorted(protocols.named.items())]
-    typer.echo("\nNamed protocols (benchsuite run --protocol NAME)\n"
-               + tabulate(rows, ["protocol", "task", "methods", "what"]))
-    for path, problem in registry.unavailable.items():
-        typer.echo(f"\nunavailable plugin {path}: {problem}")
-
-
-def settings_table(registry, name: str) -> str:
-    """The keys a method or task adds to a trial's config: typed ones (its `Settings`)
-    with type, default and meaning; the others with their default."""
-    from tabulate import tabulate
-
-    from benchsuite.core import settings as typed
-
-    plugin = (registry.methods.get(name) or registry.tasks.get(name)
-              or registry.method(name))  # the last raises with the valid names
-    own = plugin.cls.hyperparameters if name in registry.methods else plugin.cls.defaults
-    rows = typed.describe(list(plugin.settings))
-    declared = {s.name for s in plugin.settings}
-    rows += [[key, type(value).__name__, repr(value), "(untyped: no docstring yet)"]
-             for key, value in own.items() if key not in declared]
-    return (f"{name} ({plugin.path})\n"
-            + tabulate(rows, ["key", "type", "default", "meaning"], disable_numparse=True))

@@ -48,6 +48,11 @@ class DARTS(Method):
 
     @dataclass(frozen=True)
     class Settings:
+        """The finite difference and the proximal weight. ξ, the step of the unrolled
+        inner step, is the engine's inner step α = inner_lr: DARTS takes ξ equal to the
+        learning rate of the weights' optimiser (Liu et al. 2019, Section 2.3), so it is
+        no key of its own."""
+
         fd_scale: Annotated[float, Positive] = 0.01
         """The finite-difference scale: ε = fd_scale / ‖∇_w' F‖ (the paper's 0.01)."""
         proximal_lambda: Annotated[float, Positive] = 0.01

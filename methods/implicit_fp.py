@@ -31,6 +31,10 @@ class ImplicitFP(ImplicitCG):
 
     @dataclass(frozen=True)
     class Settings:
+        """The adjoint iterations. Their step is the engine's inner step α = inner_lr:
+        AID-FP differentiates the inner solver's own map Φ(θ) = θ − α ∇_θ f (Grazzi et
+        al. 2020, Section 3), so the adjoint's step is the inner one by derivation."""
+
         fp_iterations: Annotated[int, AtLeast(1)] = 10
         """J, the fixed-point iterations of the adjoint solve."""
 

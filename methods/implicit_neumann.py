@@ -24,6 +24,10 @@ class ImplicitNeumann(ImplicitCG):
 
     @dataclass(frozen=True)
     class Settings:
+        """The series length. Its step is the engine's inner step α = inner_lr, not a key
+        of its own: Lorraine et al.'s series (Algorithm 3) is the J-step unrolled inner
+        gradient descent at θ*, whose step is α; no source tunes it separately."""
+
         neumann_terms: Annotated[int, AtLeast(1)] = 10
         """J, the terms of the truncated Neumann series."""
 

@@ -9,8 +9,7 @@ nothing usable from meta-training.
 
     meta-update:      none — dL/dφ is reported as 0, so φ_t = φ₀ for every t (Adam and SGD
                       both leave a parameter with zero gradient exactly where it is), and
-                      the task's `iterations` are set to 0 (`--iterations` still runs
-                      no-op iterations if asked)
+                      the trial runs 0 iterations (Method.meta_trains is False)
     test adaptation:  θ_0 = θ₀(φ₀),  θ_k+1 = θ_k − α* ∇_θ f(θ_k, φ₀; S),  k < K
     step size:        α* = the best value of the task metric on the trial's validation
                       episodes (the same episodes as the learning curve, drawn from the
@@ -116,10 +115,15 @@ class Scratch(StepSizeOnValidation, Method):
     paper = "floor: untrained φ₀, gradient descent with a validation-tuned step size"
     supports = frozenset({META_INIT, META_REPRESENTATION, HYPERPARAMETER})
     is_floor = True  # a baseline the leaderboard sets every method against
-    task_overrides = {"iterations": 0}
+    meta_trains = False  # φ stays φ₀: the trial runs 0 iterations
 
     @dataclass(frozen=True)
     class Settings:
+        """The test-time step-size grid. The engine's inner step α = inner_lr is reused
+        twice: it is one point of the grid (the task's own step size), and it adapts the
+        learning curve drawn before α* is chosen (the module docstring's derivation);
+        α* itself is not a config key, it is chosen on validation episodes."""
+
         step_grid: tuple[float, ...] = STEP_GRID
         """Test-time step sizes tried on the validation episodes (with the task's
         inner_lr); the best is used on the test episodes."""

@@ -2,8 +2,10 @@
 values checked against their annotations, defaults and descriptions."""
 
 import importlib.util
+import re
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +170,142 @@ def test_an_undocumented_setting_makes_the_plugin_unavailable(template_plugins):
     registry = discover([template_plugins])
     assert "template-method" not in registry.methods
     assert "inner_grad_clip needs a docstring" in registry.unavailable[str(path)]
+
+
+# -- every key declared once, engine keys included ---------------------------------------------
+def test_every_key_of_every_planned_config_is_declared_exactly_once(registry):
+    from benchsuite.running import planning
+    from benchsuite.running.config import ENGINE_KEYS
+
+    specs = planning.plan(registry, methods="all", tasks="sinusoid,quadratic,hypercleaning,"
+                          "logistic,ridge", device="cpu", out=Path("/nonexistent"))
+    for spec in specs:
+        task = {s.name for s in registry.task(spec.task).settings}
+        method = {s.name for s in registry.method(spec.method).settings}
+        assert not (task & method) and not (task & ENGINE_KEYS) and not (method & ENGINE_KEYS)
+        assert set(spec.config) <= ENGINE_KEYS | task | method, spec.label()
+
+
+def test_engine_keys_are_checked_at_planning_with_their_declared_range(registry):
+    from benchsuite.core.errors import UsageError
+    from benchsuite.running import planning
+
+    for item, message in (("meta_batch=0", "meta_batch must be at least 1 (got 0)"),
+                          ("inner_lr=0", "inner_lr must be positive (got 0.0)"),
+                          ("batching=both", "batching must be one of vmap, loop"),
+                          ("meta_lr=nan", "meta_lr must be a finite number")):
+        with pytest.raises(UsageError, match=re.escape(message)):
+            planning.plan(registry, methods="maml", tasks="quadratic", device="cpu",
+                          set_items=[item])
+
+
+def test_a_method_that_does_not_meta_train_runs_no_iterations_whatever_the_options(registry):
+    from benchsuite.running import planning
+
+    specs = planning.plan(registry, methods="scratch,maml", tasks="sinusoid", device="cpu",
+                          options={"iterations": 300}, set_items=["sinusoid.iterations=400"])
+    iterations = {s.method: s.config["iterations"] for s in specs}
+    assert iterations == {"scratch": 0, "maml": 400}
+    assert registry.method("scratch").cls.meta_trains is False
+    assert "iterations" not in registry.method("scratch").cls.task_overrides
+
+
+def test_a_task_default_no_settings_declare_makes_the_task_unavailable(tmp_path):
+    from benchsuite.running.registry import discover
+    from tests.conftest import REPO
+
+    source = (REPO / "tasks" / "sinusoid.py").read_text().replace(
+        'name = "sinusoid"', 'name = "sinusoid-typo"').replace(
+        '"eval_inner_steps": 1,', '"eval_inner_step": 1,')
+    (tmp_path / "typo.py").write_text(source)
+    registry = discover([tmp_path])
+    assert "sinusoid-typo" not in registry.tasks
+    assert "['eval_inner_step'], which neither its Settings nor the engine's" in (
+        registry.unavailable[str(tmp_path / "typo.py")])
+
+
+STEP_METHOD = '''
+from dataclasses import dataclass
+
+from benchsuite.methods.implicit_neumann import ImplicitNeumann
+from benchsuite.core.functional import neumann_series
+from benchsuite.core.settings import Annotated, AtLeast, Positive
+
+
+class SeriesStep(ImplicitNeumann):
+    """A Neumann series with a step of its own."""
+
+    name = "series-step"
+    inner_step_keys = ("inner_lr", "series_lr")
+    seen: list = []
+
+    @dataclass(frozen=True)
+    class Settings:
+        neumann_terms: Annotated[int, AtLeast(1)] = 10
+        """J, the terms of the series."""
+        series_lr: Annotated[float, Positive] = 0.05
+        """The series' own step size."""
+
+    def solve(self, apply_hessian, rhs):
+        type(self).seen.append(self.config["series_lr"])
+        return neumann_series(apply_hessian, rhs, self.config["neumann_terms"],
+                              self.config["series_lr"])
+'''
+
+
+def test_a_new_step_size_setting_is_listed_checked_by_every_command_and_reaches_the_trial(
+        tmp_path, monkeypatch):
+    """One file adds the setting: `list --settings` shows it, run, sweep and tune plan
+    and check it, and the trial reads it typed."""
+    from benchsuite.core.errors import UsageError
+    from benchsuite.running import planning, protocols, sweep, tune
+    from benchsuite.running.registry import discover
+    from benchsuite.running.trial import run_trial
+
+    monkeypatch.setenv("BENCHSUITE_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "plugins"
+    folder.mkdir()
+    (folder / "series_step.py").write_text(STEP_METHOD)
+    listing = cli("list", "--plugins", folder, "--settings", "series-step")
+    assert listing.exit_code == 0, listing.output
+    row = next(line for line in listing.output.splitlines() if line.startswith("series_lr"))
+    assert row.split()[:5] == ["series_lr", "float,", ">", "0", "0.05"] and "method" in row
+    assert "inner_lr" in listing.output and "engine" in listing.output
+
+    registry = discover([folder])
+    bad = ["series-step.series_lr=-1"]
+    message = "series_lr must be positive (got -1.0)"
+    with pytest.raises(UsageError, match=re.escape(message)):
+        planning.plan(registry, methods="series-step", tasks="quadratic", device="cpu",
+                      set_items=bad)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        sweep.plan_sweep(registry, methods="series-step", tasks="quadratic", seed=0,
+                         device="cpu", set_items=bad)
+    with pytest.raises(UsageError, match=re.escape(message)):
+        tune.plan_tuning(registry, methods="series-step", tasks="quadratic", seeds=1,
+                         budget="quick", device="cpu", options={}, set_items=bad,
+                         out=tmp_path / "tune", protocols=protocols.load())
+    jobs = tune.plan_tuning(registry, methods="series-step", tasks="quadratic", seeds=1,
+                            budget="quick", device="cpu", options={}, set_items=[],
+                            out=tmp_path / "tune", protocols=protocols.load())
+    assert [point["series_lr"] for point in jobs[0].grid] == [0.05, 0.05, 0.0125, 0.0125]
+    (spec,) = planning.plan(registry, methods="series-step", tasks="quadratic", device="cpu",
+                            options={"iterations": 1}, set_items=["series_lr=0.02"])
+    cls = registry.method("series-step").cls
+    run_trial(cls, registry.task("quadratic").cls,
+              {**spec.config, "test_episodes": 1, "val_episodes": 1, "curve_points": 1})
+    assert cls.seen and set(cls.seen) == {0.02} and isinstance(cls.seen[0], float)
+
+
+def test_list_settings_shows_the_engine_keys_a_method_reads(tmp_path, monkeypatch):
+    monkeypatch.setenv("BENCHSUITE_CACHE", str(tmp_path / "cache"))
+    listing = cli("list", "--settings", "maml")
+    assert listing.exit_code == 0
+    rows = {line.split()[0]: line for line in listing.output.splitlines()[3:]
+            if line and not line.startswith(" ")}
+    assert {"inner_lr", "inner_steps", "meta_lr", "meta_batch", "iterations",
+            "eval_inner_steps", "batching"} <= set(rows)
+    assert "(the task's)" in rows["inner_lr"] and "engine" in rows["inner_lr"]
+    scratch = cli("list", "--settings", "scratch").output
+    assert "0 (no training)" in scratch and "step_grid" in scratch
+    assert max(map(len, scratch.splitlines())) <= 100

@@ -58,7 +58,9 @@ class Task:
       metric: name of the evaluation metric ("accuracy", "mse", "outer_loss").
       higher_is_better: direction of `metric`.
       defaults: the paper's protocol (ways, shots, inner steps and step size, meta-batch,
-        iterations, meta learning rate, ...). Every key is overridable with `--set`.
+        iterations, meta learning rate, ...). Every key is overridable with `--set`, and
+        declared once: the engine's keys in benchsuite.config.Settings, the task's own in
+        its `Settings`.
     """
 
     name: ClassVar[str]
@@ -67,6 +69,9 @@ class Task:
     metric: ClassVar[str]
     higher_is_better: ClassVar[bool]
     defaults: ClassVar[dict[str, Any]] = {}
+    quick: ClassVar[dict[str, Any]] = {}
+    """The CPU-sized budget (`--budget quick`, the default): settings, usually a smaller
+    `iterations`, that replace the paper's defaults."""
     declared_settings: ClassVar[tuple[settings.Setting, ...]] = ()
     """The keys of the task's typed `Settings` (benchsuite.core.settings), set when the class
     is defined; their defaults join `defaults`."""
@@ -81,19 +86,10 @@ class Task:
 
     @classmethod
     def check_config(cls, config: Mapping[str, Any]) -> list[str]:
-        """Out-of-range values in a resolved config, one line each. Tasks extend this
-        with their own keys (ways, shots, ...)."""
-        problems = []
-        for key, least in (("meta_batch", 1), ("meta_chunk", 0), ("iterations", 0),
-                           ("inner_steps", 0),
-                           ("eval_inner_steps", 0), ("test_episodes", 1),
-                           ("val_episodes", 1), ("eval_chunk", 1)):
-            if key in config and config[key] < least:
-                problems.append(f"{key} must be at least {least} (got {config[key]})")
-        for key in ("inner_lr", "meta_lr"):
-            if key in config and not config[key] > 0:
-                problems.append(f"{key} must be positive (got {config[key]})")
-        return problems
+        """Problems across keys of a resolved config, one line each (e.g. more shots than
+        a split holds), that no single key's declaration can state. Each key's own type
+        and range are checked from its Settings before this is called."""
+        return []
 
     # -- parameters -------------------------------------------------------------------
     def init_meta_params(self, generator: torch.Generator) -> Params:
@@ -177,6 +173,11 @@ class Method:
         step); they override the task's defaults, and --set overrides them.
       accuracy_knob: the config key that trades hypergradient accuracy for time (inner
         steps, CG iterations, ...), or None; `benchsuite sweep` varies it.
+
+    Every key a method reads is declared once: the engine's (inner_lr, inner_steps, …) in
+    benchsuite.config.Settings, its own in its `Settings`. Where its solver reuses an
+    engine key in another role (the inner step α as a Neumann-series step), its Settings
+    docstring says so and cites the derivation.
     """
 
     name: ClassVar[str]
@@ -189,6 +190,15 @@ class Method:
     """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
     episode of a vmapped chunk its own draws."""
     accuracy_knob: ClassVar[str | None] = None
+    is_floor: ClassVar[bool] = False
+    """Whether the method is a floor the leaderboard sets every method against (it
+    chooses its own test-time settings; `benchsuite tune` leaves it alone)."""
+    meta_trains: ClassVar[bool] = True
+    """Whether the method meta-trains φ; one that does not (a floor that only adapts at
+    test time) runs 0 iterations, whatever the task, the protocol or --set say."""
+    inner_step_keys: ClassVar[tuple[str, ...]] = ("inner_lr",)
+    """The config keys that are its inner step size, which `benchsuite tune` scales
+    (Meta-SGD: the range its learned step sizes start in)."""
     first_order: ClassVar[bool] = False
     """Whether the default `adapt` treats each inner gradient as a constant (no
     second-order graph through the inner loop)."""

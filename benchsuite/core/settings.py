@@ -27,13 +27,25 @@ import ast
 import dataclasses
 import math
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-__all__ = ["Annotated", "AtLeast", "Fraction", "Literal", "Positive", "Setting", "adopt",
-           "declared", "describe", "problems"]
+__all__ = ["Annotated", "AtLeast", "Fraction", "Given", "Literal", "Positive", "Setting",
+           "adopt", "declared", "declared_in", "describe", "problems"]
+
+
+@dataclass(frozen=True)
+class Given:
+    """The default of a key whose value does not come from its declaration: the task's
+    defaults, the command line, another key. Such a key enters a trial's config only when
+    that source sets it (`defaults` leaves it out)."""
+
+    text: str
+
+    def __repr__(self) -> str:
+        return f"({self.text})"
 
 
 @dataclass(frozen=True)
@@ -138,21 +150,25 @@ def declared(cls: type) -> list[Setting]:
         return []
     if not (isinstance(spec, type) and dataclasses.is_dataclass(spec)):
         raise TypeError(f"{cls.__name__}.Settings must be a dataclass")
+    return declared_in(spec, f"{cls.__name__}.Settings")
+
+
+def declared_in(spec: type, label: str) -> list[Setting]:
+    """The keys the dataclass `spec` declares (`declared`); `label` names it in errors."""
     module = sys.modules[spec.__module__]
     hints = get_type_hints(spec, globalns=vars(module), include_extras=True)
     docs = field_docstrings(spec, Path(module.__file__ or ""))
     settings = []
     for field in dataclasses.fields(spec):
         if field.default is dataclasses.MISSING:
-            raise TypeError(f"{cls.__name__}.Settings.{field.name} needs a default (the "
-                            "paper's value)")
+            raise TypeError(f"{label}.{field.name} needs a default (the paper's value)")
         kind, constraints = hints[field.name], ()
         if get_origin(kind) is Annotated:
             kind, *rest = get_args(kind)
             constraints = tuple(rest)
         if not docs.get(field.name):
-            raise TypeError(f"{cls.__name__}.Settings.{field.name} needs a docstring (a "
-                            "string literal under the field) saying what it means")
+            raise TypeError(f"{label}.{field.name} needs a docstring (a string literal "
+                            "under the field) saying what it means")
         settings.append(Setting(field.name, kind, field.default, docs[field.name],
                                 constraints))
     return settings
@@ -211,10 +227,11 @@ def adopt(cls: type, own: str) -> None:
 
 
 def defaults(settings: list[Setting]) -> dict[str, Any]:
-    return {s.name: s.default for s in settings}
+    """The keys and defaults a config starts from (those with a `Given` default left out)."""
+    return {s.name: s.default for s in settings if not isinstance(s.default, Given)}
 
 
-def problems(settings: list[Setting], config: Mapping[str, Any]) -> list[str]:
+def problems(settings: Iterable[Setting], config: Mapping[str, Any]) -> list[str]:
     """One line per declared key whose resolved value does not fit its field."""
     found = []
     for setting in settings:
@@ -225,7 +242,7 @@ def problems(settings: list[Setting], config: Mapping[str, Any]) -> list[str]:
     return found
 
 
-def describe(settings: list[Setting]) -> list[list[str]]:
+def describe(settings: Iterable[Setting]) -> list[list[str]]:
     """Rows of key, type, default, meaning."""
     return [[s.name, s.type_text, repr(s.default), s.doc] for s in settings]
 

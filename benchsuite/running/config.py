@@ -1,10 +1,14 @@
-"""Trial configuration: layering of defaults, `--set` overrides, and the trial identity.
+"""Trial configuration: the engine's typed keys, layering of defaults, `--set` overrides,
+and the trial identity.
 
-A trial's config is built in this order, later layers winning:
-  runner defaults < task defaults < task's quick budget (with --budget quick)
-  < method's task_overrides < method hyperparameters < the trial's protocol
+Every key of a trial's config is declared once, typed and documented: the engine's keys
+in `Settings` below, a task's and a method's own keys in their `Settings`
+(benchsuite.core.settings). A trial's config is built in this order, later layers winning:
+  engine defaults < task defaults < task's quick budget (with --budget quick)
+  < method's task_overrides < method's own Settings < the trial's protocol
   (benchsuite.running.protocols: the method's paper protocol for the task, a tuned one, or the
-  one chosen with --protocol) < command-line options < --set.
+  one chosen with --protocol) < command-line options < --set (or a grid file's
+  settings); a method that does not meta-train (Method.meta_trains) runs 0 iterations.
 A method is scored at the number of inner steps it trains with: `eval_inner_steps` is
 `inner_steps` unless the protocol, an option or `--set` names it.
 An override is `key=value` (applies wherever `key` exists) or `scope.key=value` with
@@ -16,32 +20,102 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from benchsuite.core.errors import UsageError
+from benchsuite.core.settings import (
+    Annotated,
+    AtLeast,
+    Given,
+    Positive,
+    Setting,
+    declared_in,
+    defaults,
+    problems,
+)
 
-RUNNER_DEFAULTS: dict[str, Any] = {
-    "meta_optimizer": "adam",       # adam | sgd, on φ
-    "meta_lr_schedule": "constant",  # constant | linear (annealed to 0 at the last iteration)
-    "test_episodes": 600,           # fixed, seeded meta-test episodes shared by all methods
-    "val_episodes": 100,            # fixed validation episodes for the learning curve
-    "curve_points": 20,             # learning-curve evaluations per trial
-    "warmup": 3,                    # meta-iterations excluded from the timing median
-    "batching": "vmap",             # vmap | loop over the tasks of a chunk (and of eval_chunk)
-    "meta_chunk": 0,                # tasks per accumulated meta-gradient chunk; 0 = all
-    "eval_chunk": 100,              # test episodes adapted together
-}
+TASK: Any = Given("the task's")
+"""The default of an engine key every task sets in its `defaults` (its paper's value)."""
+RUN: Any = Given("the command line")
+"""The default of an engine key the command sets for each trial."""
+UNSET: Any = Given("unset")
+INNER_STEPS: Any = Given("inner_steps")
+"""The default of an engine key a trial's config holds only where a task or run sets it."""
 
-RUNNER_CHOICES: dict[str, tuple[str, ...]] = {
-    "meta_optimizer": ("adam", "sgd"),
-    "meta_lr_schedule": ("constant", "linear"),
-    "batching": ("vmap", "loop"),
-}
-"""The runner keys that take one of a few words (benchsuite.running.trial,
-benchsuite.core.execution)."""
+
+@dataclass(frozen=True)
+class StepCounts:
+    """A tuple of step counts, each at least 0."""
+
+    text = "each ≥ 0"
+
+    def problem(self, value: Any) -> str | None:
+        return None if all(steps >= 0 for steps in value) else (
+            "must hold step counts of at least 0")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The keys the engine reads in every trial (benchsuite.running.trial,
+    benchsuite.core.execution, and the default inner loop of
+    benchsuite.core.contract.Method.adapt), whatever the method and task. A key here has
+    one meaning for every method; a method whose solver reuses one of them (the inner
+    step `inner_lr` as a series or fixed-point step) says so in its own Settings
+    docstring."""
+
+    inner_steps: Annotated[int, AtLeast(0)] = TASK
+    """K, the inner gradient steps θ_k+1 = θ_k − α ∇_θ f(θ_k, φ; S) a method trains with."""
+    inner_lr: Annotated[float, Positive] = TASK
+    """α, the inner gradient-descent step size (the same α at test time)."""
+    meta_batch: Annotated[int, AtLeast(1)] = TASK
+    """Tasks per meta-batch (per outer step)."""
+    iterations: Annotated[int, AtLeast(0)] = TASK
+    """Meta-iterations (outer steps); 0 for a method that does not meta-train
+    (Method.meta_trains)."""
+    meta_lr: Annotated[float, Positive] = TASK
+    """β, the meta-optimiser's step size on φ."""
+    meta_optimizer: Literal["adam", "sgd"] = "adam"
+    """The optimiser that steps φ with the hypergradient."""
+    meta_lr_schedule: Literal["constant", "linear"] = "constant"
+    """`linear` anneals meta_lr to 0 at the last iteration."""
+    test_episodes: Annotated[int, AtLeast(1)] = 600
+    """Fixed, seeded meta-test episodes, the same for every method."""
+    val_episodes: Annotated[int, AtLeast(1)] = 100
+    """Fixed validation episodes, scored at every learning-curve point (and by tuning)."""
+    curve_points: Annotated[int, AtLeast(1)] = 20
+    """Learning-curve evaluations per trial."""
+    warmup: Annotated[int, AtLeast(0)] = 3
+    """Meta-iterations left out of the timing median."""
+    batching: Literal["vmap", "loop"] = "vmap"
+    """How the tasks of a chunk (and of an evaluation chunk) are run: vmapped or in a loop."""
+    meta_chunk: Annotated[int, AtLeast(0)] = 0
+    """Tasks per accumulated meta-gradient chunk; 0 = the whole meta-batch at once."""
+    eval_chunk: Annotated[int, AtLeast(1)] = 100
+    """Test or validation episodes adapted together."""
+    eval_inner_steps: Annotated[int, AtLeast(0)] = INNER_STEPS
+    """Inner steps at test time, the scored number: `inner_steps` unless a protocol, an
+    option or --set names it."""
+    eval_steps: Annotated[tuple[int, ...], StepCounts()] = UNSET
+    """Further test-time step counts scored beside eval_inner_steps (e.g. 1, 5, 10)."""
+    seed: Annotated[int, AtLeast(0)] = RUN
+    """The trial's seed: with the task's name it fixes φ₀, the meta-batches and episodes."""
+    budget: Literal["quick", "paper"] = RUN
+    """`paper`: the task's iterations; `quick`: the task's CPU-sized `quick` budget."""
+    device: str = RUN
+    """The torch device the trial runs on (cpu, cuda, cuda:N)."""
+    deterministic: bool = UNSET
+    """CUDA trials: whether they run with deterministic algorithms (--nondeterministic)."""
+
+
+ENGINE_SETTINGS: tuple[Setting, ...] = tuple(declared_in(Settings, "config.Settings"))
+"""The engine's keys, typed (benchsuite.core.settings)."""
+ENGINE_KEYS = frozenset(s.name for s in ENGINE_SETTINGS)
+TASK_KEYS = tuple(s.name for s in ENGINE_SETTINGS if s.default is TASK)
+"""The engine keys every task's `defaults` must set."""
+RUNNER_DEFAULTS: dict[str, Any] = defaults(list(ENGINE_SETTINGS))
+"""The engine keys' own defaults, the first layer of every config."""
 
 BUDGETS = ("quick", "paper")
 COMMAND_LINE_KEYS = {"seed": "--seeds", "budget": "--budget", "device": "--device"}
@@ -49,9 +123,23 @@ COMMAND_LINE_KEYS = {"seed": "--seeds", "budget": "--budget", "device": "--devic
 
 @dataclass(frozen=True)
 class Override:
+    """One `--set` item (`raw`, a string parsed to the type of the value it replaces) or
+    one setting of a grid file (`value`, typed by TOML, checked against that type)."""
+
     scope: str | None
     key: str
-    raw: str
+    raw: str | None = None
+    value: Any = None
+
+    def parsed(self, default: Any) -> Any:
+        """The value this override gives a key whose current value is `default`."""
+        if self.raw is not None:
+            return coerce(self.raw, default, self.key)
+        value = tuple(self.value) if isinstance(self.value, list) else self.value
+        if not same_kind(value, default):
+            raise UsageError(f"{self.key} = {self.value!r} is not of the type of its "
+                             f"default {default!r}")
+        return value
 
 
 def parse_overrides(items: list[str], scopes: set[str]) -> list[Override]:
@@ -69,7 +157,7 @@ def parse_overrides(items: list[str], scopes: set[str]) -> list[Override]:
         if key in COMMAND_LINE_KEYS:
             raise UsageError(f"bad --set {item!r}: {key} is chosen with "
                              f"{COMMAND_LINE_KEYS[key]}")
-        overrides.append(Override(scope or None, key, raw))
+        overrides.append(Override(scope or None, key, raw=raw))
     return overrides
 
 
@@ -96,14 +184,17 @@ def coerce(value: str, default: Any, key: str) -> Any:
 
 
 def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
-            options: dict[str, Any], overrides: list[Override],
-            protocol: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The config of one trial; `protocol` holds the settings of its protocol."""
+            options: Mapping[str, Any], overrides: list[Override],
+            protocol: Mapping[str, Any] | None = None,
+            last: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config of one trial; `protocol` holds the settings of its protocol, `last`
+    settings applied after every override (a tuning grid point). Every value is checked
+    against its declaration (the engine's, the task's or the method's Settings)."""
     protocol = protocol or {}
     config: dict[str, Any] = dict(RUNNER_DEFAULTS)
     config.update(task_cls.defaults)
     if budget == "quick":
-        config.update(getattr(task_cls, "quick", {}))
+        config.update(task_cls.quick)
     config.update(method_cls.task_overrides)
     clash = sorted(set(method_cls.hyperparameters) & set(config))
     if clash:  # a method's own key would silently replace the task's or the runner's
@@ -128,14 +219,18 @@ def resolve(task_cls, method_cls, *, seed: int, budget: str, device: str,
         if override.scope not in (None, task_cls.name, method_cls.name, *method_cls.aliases):
             continue
         if override.key in config:
-            config[override.key] = coerce(override.raw, config[override.key], override.key)
+            config[override.key] = override.parsed(config[override.key])
             scored_explicitly |= override.key == "eval_inner_steps"
+    config.update(last or {})
     if not scored_explicitly:
         config["eval_inner_steps"] = config["inner_steps"]
+    if not method_cls.meta_trains:
+        config["iterations"] = 0
     config.update(seed=seed, budget=budget, device=device)
-    problems = value_problems(config)
-    if problems:
-        raise UsageError(f"{method_cls.name} × {task_cls.name}: {problems[0]}")
+    found = problems([*ENGINE_SETTINGS, *task_cls.declared_settings,
+                      *method_cls.declared_settings], config)
+    if found:
+        raise UsageError(f"{method_cls.name} × {task_cls.name} (seed {seed}): {found[0]}")
     return config
 
 
@@ -149,22 +244,6 @@ def same_kind(value: Any, default: Any) -> bool:
     if isinstance(default, tuple):
         return isinstance(value, tuple)
     return isinstance(value, type(default))
-
-
-def value_problems(config: Mapping[str, Any]) -> list[str]:
-    """Values no trial can run with, whatever the plugin: a non-finite number anywhere, or
-    a runner choice that is not one of its words. Ranges of the keys are the task's and
-    the plugins' typed settings (benchsuite.core.settings) and Task.check_config."""
-    problems = []
-    for key, value in config.items():
-        numbers = value if isinstance(value, tuple) else (value,)
-        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
-            problems.append(f"{key} = {value!r} is not a finite number")
-    for key, choices in RUNNER_CHOICES.items():
-        if key in config and config[key] not in choices:
-            problems.append(f"{key} must be one of {', '.join(choices)} "
-                            f"(got {config[key]!r})")
-    return problems
 
 
 def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]],

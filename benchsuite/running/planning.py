@@ -6,25 +6,28 @@ or is written. The one place a (method, task) config is resolved:
   pair_protocol    the protocol a (method, task) trial runs under (benchsuite.running.protocols)
   resolve_pair     one pair's config: benchsuite.running.config.resolve under that protocol
   plan_pair        one trial's spec: its config, code identity, trial id and record path
-  plan             the methods × tasks × seeds grid of `benchsuite run`, validated
+  plan             the methods × tasks × seeds grid, validated: what `run`, `sweep` and
+                   `tune` plan with (a grid file is read into its arguments,
+                   benchsuite.running.gridfile)
   rerun_config     a stored trial's config for re-running it here (benchsuite verify)
 
 The runner (benchsuite.running.runner) executes what `plan` returns; the sweep
-(benchsuite.running.sweep) and the benchmarks (benchmarks/workloads.py) resolve their configs
-with `resolve_pair`, so every tool layers a config the same way, and build what they
-measure with benchsuite.running.trial.set_up, the set-up every trial runs.
+(benchsuite.running.sweep) measures the configs of its specs; tuning
+(benchsuite.running.tune) plans one grid per tuning point. The benchmarks
+(benchmarks/workloads.py) resolve one pair with `resolve_pair`, so every tool layers a
+config the same way, and build what they measure with benchsuite.running.trial.set_up,
+the set-up every trial runs.
 
 It handles plugins only through the registry and the contract; it names none of them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchsuite.core import settings
 from benchsuite.core.errors import UsageError
 from benchsuite.running import config as configuration
 from benchsuite.running import protocols as protocol_files
@@ -104,28 +107,11 @@ def checked_device(name: str, device_here: bool) -> str:
     return str(device)
 
 
-RUNNER_LEAST = {"warmup": 0, "curve_points": 1}
-"""The least value of the runner's counts that Task.check_config leaves to planning (the
-contract's checks are part of every record's code identity)."""
-
-
-def runner_problems(config: Mapping[str, Any]) -> list[str]:
-    """Out-of-range runner counts: RUNNER_LEAST, and every step count of `eval_steps`."""
-    problems = [f"{key} must be at least {least} (got {config[key]})"
-                for key, least in RUNNER_LEAST.items() if key in config and config[key] < least]
-    if any(steps < 0 for steps in config.get("eval_steps", ())):
-        problems.append("eval_steps must hold step counts of at least 0 (got "
-                        f"{','.join(map(str, config['eval_steps']))})")
-    return problems
-
-
 def spec_problems(registry: Registry, spec: TrialSpec) -> list[str]:
-    """Why `spec` cannot run: its config against the plugins' typed settings, the
-    runner's counts and the task's cross-key checks, then (only if those pass) the
-    task's data."""
-    task, method = registry.task(spec.task), registry.method(spec.method)
-    problems = settings.problems([*task.settings, *method.settings], spec.config)
-    problems += runner_problems(spec.config) + task.cls.check_config(spec.config)
+    """Why `spec` cannot run beyond its keys' declarations (checked when its config was
+    resolved): the task's cross-key checks, then (only if those pass) the task's data."""
+    task = registry.task(spec.task)
+    problems = task.cls.check_config(spec.config)
     missing_data = None if problems else task.cls.check_data(spec.config)
     return problems + ([missing_data] if missing_data else [])
 
@@ -140,35 +126,36 @@ def pair_protocol(registry: Registry, protocols: protocol_files.Protocols, metho
     if named is not None:
         return named.for_method(method)
     method_cls = registry.method(method).cls
-    return protocols.for_trial(method_cls.name, task,
-                               floor=getattr(method_cls, "is_floor", False))
+    return protocols.for_trial(method_cls.name, task, floor=method_cls.is_floor)
 
 
 def resolve_pair(registry: Registry, method: str, task: str, *, seed: int, budget: str,
                  device: str, options: Mapping[str, Any] | None = None,
                  overrides: list[configuration.Override] | None = None,
-                 protocol: protocol_files.Protocol | None = None) -> dict[str, Any]:
+                 protocol: protocol_files.Protocol | None = None,
+                 last: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config of `method` × `task` for `seed`, layered by benchsuite.running.config.resolve:
     defaults < `protocol`'s settings (None: none, the task's defaults) < `options` (set
     whether or not the plugins know the key; None values are left out) < `overrides`
-    (parsed `--set` items). `device` is used as given (see checked_device)."""
+    (parsed `--set` items) < `last`. `device` is used as given (see checked_device)."""
     return configuration.resolve(registry.task(task).cls, registry.method(method).cls,
                                  seed=seed, budget=budget, device=device,
                                  options=dict(options or {}), overrides=list(overrides or []),
-                                 protocol=protocol.settings if protocol is not None else None)
+                                 protocol=protocol.settings if protocol is not None else None,
+                                 last=last)
 
 
 def plan_pair(registry: Registry, method: str, task: str, seed: int, *, budget: str,
               device: str, options: Mapping[str, Any], overrides: list[configuration.Override],
               out: Path, protocol: protocol_files.Protocol, incompatible: str | None = None,
-              command: str = "") -> TrialSpec:
+              command: str = "", last: Mapping[str, Any] | None = None) -> TrialSpec:
     """The spec of one trial: its resolved config (resolve_pair), the code it runs
     (benchsuite.running.registry.code_identity), its id and where its record goes. Not validated
     beyond what resolving checks: `plan` runs spec_problems over the grid."""
     method_plugin, task_plugin = registry.method(method), registry.task(task)
     task_name = task_plugin.cls.name
     config = resolve_pair(registry, method, task, seed=seed, budget=budget, device=device,
-                          options=options, overrides=overrides, protocol=protocol)
+                          options=options, overrides=overrides, protocol=protocol, last=last)
     code = code_identity(method_plugin, task_plugin)
     trial_id = configuration.trial_id(method, task_name, config, code)
     return TrialSpec(method=method, task=task_name, seed=seed, config=config,
@@ -182,55 +169,89 @@ def plan_pair(registry: Registry, method: str, task: str, seed: int, *, budget: 
 
 
 # -- the grid --------------------------------------------------------------------------------
-def plan(registry: Registry, *, methods: str, tasks: str, seeds: int, budget: str,
-         device: str, options: dict[str, Any], set_items: list[str],
-         out: Path, device_here: bool = True, command: str = "",
+def seed_list(seeds: int | Sequence[int]) -> list[int]:
+    """The seeds of a grid: N means 0 … N−1 (what every command's --seeds says), a
+    sequence is taken as given."""
+    if isinstance(seeds, int):
+        if not 1 <= seeds <= MAX_SEEDS:
+            raise UsageError(f"--seeds must be at least 1 and at most {MAX_SEEDS} (got "
+                             f"{seeds})")
+        return list(range(seeds))
+    chosen = list(dict.fromkeys(seeds))
+    if not chosen or min(chosen) < 0 or len(chosen) > MAX_SEEDS:
+        raise UsageError(f"seeds must be 1 to {MAX_SEEDS} whole numbers from 0 (got "
+                         f"{list(seeds)})")
+    return chosen
+
+
+def plan(registry: Registry, *, methods: str = "all", tasks: str = "all",
+         seeds: int | Sequence[int] = 1, budget: str = "quick", device: str = "auto",
+         options: Mapping[str, Any] | None = None,
+         set_items: Sequence[str] = (), overrides: Sequence[configuration.Override] = (),
+         out: Path = Path("results"), device_here: bool = True, command: str = "",
          nondeterministic: bool = False, protocol: str | None = None,
-         protocols: protocol_files.Protocols | None = None) -> list[TrialSpec]:
-    """The trial grid, validated before anything runs or is written. `device_here`: the
-    trials run on this machine, so the device must exist here. `command` is stored in
-    each record's provenance. CUDA trials run deterministically unless `nondeterministic`
-    (the config key `deterministic`, see benchsuite.storage.reproducibility). Each trial runs
-    under its (method, task) protocol, or under the named `protocol` (its task and
-    methods are then the default selection); `protocols` defaults to protocols/."""
+         protocols: protocol_files.Protocols | None = None,
+         task_choices: Sequence[str] | None = None,
+         pairs: Collection[tuple[str, str]] | None = None,
+         last: Callable[[str, str], Mapping[str, Any]] | None = None) -> list[TrialSpec]:
+    """The trial grid, validated before anything runs or is written: the one planner of
+    `run`, `sweep` and `tune`. It selects the methods and tasks, picks each pair's
+    protocol, layers every config (benchsuite.running.config.resolve: every value checked against
+    its declaration), checks the --set items and the task's data, and names each trial
+    by its seed and id (benchsuite.storage.records.record_path).
+
+    `device_here`: the trials run on this machine, so the device must exist here.
+    `command` is stored in each record's provenance. CUDA trials run deterministically
+    unless `nondeterministic` (the config key `deterministic`). Each trial runs under its
+    (method, task) protocol, or under the named `protocol` (its task and methods are then
+    the default selection); `protocols` defaults to the protocol folders
+    (benchsuite.running.protocols.load). `set_items` are `--set` items, `overrides` settings
+    already parsed (a grid file's). `task_choices`: the tasks `all` means (default:
+    every task). `pairs`: keep only these (method, task) pairs. `last(method, task)`:
+    settings applied after every override (a tuning grid point)."""
     protocols = protocols if protocols is not None else protocol_files.load()
     named = protocols.named_protocol(protocol) if protocol else None
     if named:
         methods, tasks = _named_selection(named, methods, tasks)
-    if not 1 <= seeds <= MAX_SEEDS:
-        raise UsageError(f"--seeds must be at least 1 and at most {MAX_SEEDS} (got {seeds})")
+    seed_values = seed_list(seeds)
     if budget not in configuration.BUDGETS:
         raise UsageError(f"unknown --budget {budget!r}; valid: {', '.join(configuration.BUDGETS)}")
     unwritable = folder_problem(Path(out), "--out")
     if unwritable:
         raise UsageError(unwritable)
     method_names = select(methods, registry.canonical_methods(), registry.method)
-    task_names = select(tasks, registry.canonical_tasks(), registry.task)
-    trials = len(method_names) * len(task_names) * seeds
+    task_names = select(tasks, list(task_choices if task_choices is not None
+                                    else registry.canonical_tasks()), registry.task)
+    trials = len(method_names) * len(task_names) * len(seed_values)
     if trials > MAX_TRIALS:
         raise UsageError(f"the grid has {trials} trials ({len(method_names)} methods × "
-                         f"{len(task_names)} tasks × {seeds} seeds), more than the "
-                         f"{MAX_TRIALS} one run plans; split it into several runs")
+                         f"{len(task_names)} tasks × {len(seed_values)} seeds), more than "
+                         f"the {MAX_TRIALS} one run plans; split it into several runs")
     explicit = methods.strip() != "all" and tasks.strip() != "all"
-    overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
+    all_overrides = [*overrides, *configuration.parse_overrides(
+        list(set_items), {*method_names, *task_names})]
     resolved_device = checked_device(device, device_here)
-    options = {**options, **reproducibility.config_entries(resolved_device, nondeterministic)}
+    options = {**(options or {}),
+               **reproducibility.config_entries(resolved_device, nondeterministic)}
 
     specs = []
     for task_name in task_names:
         task_cls = registry.task(task_name).cls
         for method_name in method_names:
+            if pairs is not None and (method_name, task_name) not in pairs:
+                continue
             reason = registry.method(method_name).cls.incompatibility(task_cls)
             if reason and explicit:
                 raise UsageError(f"{method_name} cannot run on {task_name}: {reason}; "
                                  "run `benchsuite list` for the compatible pairs")
             trial_protocol = pair_protocol(registry, protocols, method_name, task_name, named)
-            for seed in range(seeds):
-                specs.append(plan_pair(registry, method_name, task_name, seed, budget=budget,
-                                       device=resolved_device, options=options,
-                                       overrides=overrides, out=out, protocol=trial_protocol,
-                                       incompatible=reason, command=command))
-    configuration.check_overrides_known(overrides, [s.config for s in specs],
+            for seed in seed_values:
+                specs.append(plan_pair(
+                    registry, method_name, task_name, seed, budget=budget,
+                    device=resolved_device, options=options, overrides=all_overrides,
+                    out=out, protocol=trial_protocol, incompatible=reason, command=command,
+                    last=last(method_name, task_name) if last else None))
+    configuration.check_overrides_known(all_overrides, [s.config for s in specs],
                                         [{s.method, s.task} for s in specs])
     for spec in specs:
         problems = [] if spec.incompatible else spec_problems(registry, spec)

@@ -21,9 +21,10 @@ import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
 from benchsuite.core.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.core.errors import UsageError
 from benchsuite.core.settings import Setting
+from benchsuite.running.config import ENGINE_KEYS, TASK_KEYS
 from benchsuite.storage.identity import engine_files, hash_files, imported_names
 
-REQUIRED_TASK_DEFAULTS = ("inner_steps", "inner_lr", "meta_batch", "iterations", "meta_lr")
+REQUIRED_TASK_DEFAULTS = TASK_KEYS
 
 
 @dataclass
@@ -145,23 +146,54 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
             continue
         if not (issubclass(cls, Method | Task) and cls not in (Method, Task)):
             continue
-        if issubclass(cls, Method):
+        problem = _method_problem(cls) if issubclass(cls, Method) else _task_problem(cls)
+        if problem:
+            registry.unavailable[str(path)] = problem
+        elif issubclass(cls, Method):
             _register(registry.methods, cls, path, code, files, (cls.name, *cls.aliases),
                       registry)
         else:
-            problem = _task_problem(cls)
-            if problem:
-                registry.unavailable[str(path)] = problem
-                continue
             _register(registry.tasks, cls, path, code, files, (cls.name,), registry)
 
 
 def _task_problem(cls: type[Task]) -> str | None:
+    """Why a task class cannot be registered: a bad kind, an engine key its defaults
+    lack, or a key it does not declare once (benchsuite.running.config.Settings, its Settings)."""
     if cls.kind not in PROBLEM_KINDS:
         return f"task {cls.name!r} has kind {cls.kind!r}; use one of {PROBLEM_KINDS}"
     missing = [k for k in REQUIRED_TASK_DEFAULTS if k not in cls.defaults]
     if missing:
         return f"task {cls.name!r} lacks defaults {missing}"
+    own = {s.name for s in cls.declared_settings}
+    twice = sorted(own & ENGINE_KEYS)
+    if twice:
+        return (f"task {cls.name!r} declares the engine's keys {twice} in its Settings; "
+                "set their values in `defaults`")
+    untyped = sorted((set(cls.defaults) | set(cls.quick)) - own - ENGINE_KEYS)
+    if untyped:
+        return (f"task {cls.name!r} sets {untyped}, which neither its Settings nor the "
+                "engine's (benchsuite.running.config.Settings) declare")
+    return None
+
+
+def _method_problem(cls: type[Method]) -> str | None:
+    """Why a method class cannot be registered: a key it does not declare once, or a
+    trait naming a key it does not have."""
+    own = {s.name for s in cls.declared_settings}
+    twice = sorted(own & ENGINE_KEYS)
+    if twice:
+        return (f"method {cls.name!r} declares the engine's keys {twice} in its Settings; "
+                "fix their values in `task_overrides`")
+    untyped = sorted(set(cls.task_overrides) - ENGINE_KEYS)
+    if untyped:
+        return (f"method {cls.name!r} overrides {untyped} in task_overrides, which are no "
+                "engine keys (benchsuite.running.config.Settings); declare its own keys in "
+                "Settings")
+    for trait, keys in (("accuracy_knob", (cls.accuracy_knob,) if cls.accuracy_knob else ()),
+                        ("inner_step_keys", cls.inner_step_keys)):
+        unknown = sorted(set(keys) - own - ENGINE_KEYS)
+        if unknown:
+            return f"method {cls.name!r}: {trait} names {unknown}, which it does not declare"
     return None
 
 

@@ -27,10 +27,9 @@ import torch
 from benchsuite.core.contract import Task
 from benchsuite.core.errors import UsageError
 from benchsuite.core.seeding import derive_seed, generator
-from benchsuite.running import config as configuration
 from benchsuite.running import protocols as protocol_files
 from benchsuite.running.measure import synchronize
-from benchsuite.running.planning import checked_device, pair_protocol, resolve_pair, select
+from benchsuite.running.planning import plan
 from benchsuite.running.registry import Registry
 from benchsuite.running.trial import compare_hypergradients, set_up
 
@@ -76,47 +75,22 @@ def parse_grid(text: str) -> tuple[int, ...]:
 def plan_sweep(registry: Registry, *, methods: str, tasks: str, seed: int, device: str,
                set_items: list[str],
                protocols: protocol_files.Protocols | None = None) -> list[SweepPair]:
-    """The method × task pairs to sweep, each with its config resolved as a trial of the
-    pair would be (benchsuite.running.planning.resolve_pair: the quick budget, the pair's protocol,
-    `--set`); `protocols` defaults to protocols/. Raises UsageError before anything runs."""
-    protocols = protocols if protocols is not None else protocol_files.load()
+    """The method × task pairs to sweep, each with its config planned as a trial of the
+    pair would be (benchsuite.running.planning.plan: the quick budget, the pair's protocol,
+    `--set`, every value checked); `protocols` defaults to the protocol folders. Raises
+    UsageError before anything runs."""
     exact_tasks = [n for n in registry.canonical_tasks()
                    if has_exact_hypergradient(registry.task(n).cls)]
-    task_names = select(tasks, exact_tasks, registry.task)
-    for name in task_names:
-        if name not in exact_tasks:
-            raise UsageError(f"task {name!r} has no exact hypergradient to compare with; "
-                             f"sweepable tasks: {', '.join(exact_tasks) or 'none'}")
-    method_names = select(methods, registry.canonical_methods(), registry.method)
-    explicit = methods.strip() != "all" and tasks.strip() != "all"
-    overrides = configuration.parse_overrides(set_items, {*method_names, *task_names})
-    resolved_device = checked_device(device, device_here=True)
-
-    pairs = []
-    for task_name in task_names:
-        task_cls = registry.task(task_name).cls
-        for method_name in method_names:
-            method_cls = registry.method(method_name).cls
-            reason = method_cls.incompatibility(task_cls)
-            if reason:
-                if explicit:
-                    raise UsageError(f"{method_name} cannot run on {task_name}: {reason}")
-                continue
-            config = resolve_pair(registry, method_name, task_name, seed=seed, budget="quick",
-                                  device=resolved_device, options={}, overrides=overrides,
-                                  protocol=pair_protocol(registry, protocols, method_name,
-                                                         task_name))
-            knob = method_cls.accuracy_knob
-            if knob is not None and knob not in config:
-                raise UsageError(f"{method_name} declares accuracy_knob {knob!r}, which is "
-                                 "not one of its config keys")
-            problems = task_cls.check_config(config)
-            if problems:
-                raise UsageError(f"{method_name} × {task_name}: {problems[0]}")
-            pairs.append(SweepPair(method_name, task_name, config))
+    if tasks.strip() != "all":
+        for name in (n.strip() for n in tasks.split(",") if n.strip()):
+            if registry.task(name).cls.name not in exact_tasks:
+                raise UsageError(f"task {name!r} has no exact hypergradient to compare "
+                                 f"with; sweepable tasks: {', '.join(exact_tasks) or 'none'}")
+    specs = plan(registry, methods=methods, tasks=tasks, seeds=[seed], device=device,
+                 set_items=set_items, protocols=protocols, task_choices=exact_tasks)
+    pairs = [SweepPair(s.method, s.task, s.config) for s in specs if not s.incompatible]
     if not pairs:
         raise UsageError("no compatible method × task pair to sweep; run `benchsuite list`")
-    configuration.check_overrides_known(overrides, [p.config for p in pairs])
     return pairs
 
 

@@ -15,8 +15,8 @@ without tuning (the task's defaults, the method's hyperparameters, the command l
 `inner_step_keys` (Meta-SGD: the range its learned α starts in); all of them are scaled
 together, so no method's budget goes to a key it does not use.
 
-Each grid point is planned as `--set <method>.<key>=<value>` overrides through
-benchsuite.running.planning.plan (so everything is validated before anything runs), run × seeds
+Each grid point is planned by benchsuite.running.planning.plan as settings applied after the
+command line's (so everything is validated before anything runs), run × seeds
 with benchsuite.running.runner.execute (records are kept, so a re-run resumes) and scored by the
 mean over seeds of the last learning-curve point's `val_<metric>`: the task's fixed
 validation episodes, never the test episodes. A point with a trial that did not finish,
@@ -35,14 +35,14 @@ import json
 import math
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tabulate import tabulate
 
-from benchsuite.core.contract import META_INIT
+from benchsuite.core.contract import META_INIT, Method
 from benchsuite.core.errors import UsageError
 from benchsuite.running import planning
 from benchsuite.running import protocols as protocol_files
@@ -54,7 +54,6 @@ TUNE_BUDGET = 4
 INNER_FACTORS = (1.0, 0.25)
 META_FACTORS = (1.0, 3.0)
 PROXIMAL_FACTORS = (1.0, 5.0)
-INNER_STEP_KEYS = ("inner_lr",)  # unless a method names its own (`inner_step_keys`)
 TEMPORARY_SUFFIX = ".tmp"  # a protocol file being written (protocols.load reads *.toml)
 
 
@@ -85,7 +84,7 @@ class TuneJob:
 
 
 def grid_for(config: Mapping[str, Any], task_kind: str,
-             inner_keys: tuple[str, ...] = INNER_STEP_KEYS
+             inner_keys: tuple[str, ...] = Method.inner_step_keys
              ) -> tuple[tuple[str, ...], list[dict[str, float]]]:
     """The TUNE_BUDGET grid points around `config`'s step sizes, in grid order."""
     proximal = task_kind == META_INIT and "proximal_lambda" in config
@@ -107,9 +106,10 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
                 device: str, options: dict[str, Any], set_items: list[str], out: Path,
                 protocols: protocol_files.Protocols, device_here: bool = True,
                 command: str = "") -> list[TuneJob]:
-    """Every pair's grid, planned and validated; nothing is run or written. Named pairs
-    that are floors, have a paper protocol or cannot run together are usage errors;
-    with `all`, such pairs are left out."""
+    """Every pair's grid, planned and validated by benchsuite.running.planning.plan (one grid of
+    the whole selection per grid point); nothing is run or written. Named pairs that are
+    floors, have a paper protocol or cannot run together are usage errors; with `all`,
+    such pairs are left out."""
     method_names = [registry.method(n).cls.name for n in planning.select(
         methods, registry.canonical_methods(), registry.method)]
     method_names = list(dict.fromkeys(method_names))
@@ -132,32 +132,37 @@ def plan_tuning(registry: Registry, *, methods: str, tasks: str, seeds: int, bud
     untuned = protocol_files.Protocols(
         paper=protocols.paper, named=protocols.named,
         tuned={k: v for k, v in protocols.tuned.items() if k not in pairs})
-    common: dict[str, Any] = dict(budget=budget, device=device, options=options, out=out,
-                  device_here=device_here, command=command, protocols=untuned)
-    # one plan of the whole selection validates the user's --set items against it
-    bases = {(s.method, s.task): s for s in planning.plan(
-        registry, methods=",".join(m for m, _ in pairs), tasks=",".join(
-            dict.fromkeys(t for _, t in pairs)), seeds=1, set_items=set_items, **common)}
+    common: dict[str, Any] = dict(
+        methods=",".join(dict.fromkeys(m for m, _ in pairs)),
+        tasks=",".join(dict.fromkeys(t for _, t in pairs)), pairs=set(pairs), budget=budget,
+        device=device, options=options, set_items=set_items, out=out,
+        device_here=device_here, command=command, protocols=untuned)
+    bases = {(s.method, s.task): s for s in planning.plan(registry, seeds=1, **common)}
+    grids = {pair: grid_for(base.config, registry.task(pair[1]).cls.kind,
+                            registry.method(pair[0]).cls.inner_step_keys)
+             for pair, base in bases.items()}
+    points = [planning.plan(registry, seeds=seeds, last=_point(grids, index), **common)
+              for index in range(TUNE_BUDGET)]
     jobs = []
-    for method_name, task_name in pairs:
-        base = bases[method_name, task_name]
-        keys, grid = grid_for(base.config, registry.task(task_name).cls.kind,
-                              getattr(registry.method(method_name).cls, "inner_step_keys",
-                                      INNER_STEP_KEYS))
-        own = _items_for(set_items, registry, method_name, task_name, base.config)
-        specs = [planning.plan(registry, methods=method_name, tasks=task_name, seeds=seeds,
-                             set_items=[*own, *(f"{method_name}.{k}={v!r}"
-                                                for k, v in point.items())], **common)
-                 for point in grid]
-        jobs.append(TuneJob(method_name, task_name, base.config, keys, grid, specs,
+    for pair in pairs:
+        base = bases[pair]
+        keys, grid = grids[pair]
+        specs = [[s for s in point if (s.method, s.task) == pair] for point in points]
+        jobs.append(TuneJob(pair[0], pair[1], base.config, keys, grid, specs,
                             base.objective["metric"], base.objective["higher_is_better"]))
     return jobs
+
+
+def _point(grids: Mapping[tuple[str, str], tuple[tuple[str, ...], list[dict[str, float]]]],
+           index: int) -> Callable[[str, str], dict[str, float]]:
+    """The settings of grid point `index` of each pair (planning.plan's `last`)."""
+    return lambda method, task: grids[method, task][1][index]
 
 
 def _refusal(method_cls, task_cls, protocols: protocol_files.Protocols,
              every: bool) -> str | None:
     method, task = method_cls.name, task_cls.name
-    if getattr(method_cls, "is_floor", False):
+    if method_cls.is_floor:
         return (f"{method} is a floor baseline (it chooses its own step size on validation); "
                 "`benchsuite tune` tunes meta-learning methods")
     if (method, task) in protocols.paper:
@@ -166,19 +171,6 @@ def _refusal(method_cls, task_cls, protocols: protocol_files.Protocols,
     if every and method_cls.incompatibility(task_cls):
         return f"{method} cannot run on {task}"
     return None
-
-
-def _items_for(set_items: list[str], registry: Registry, method: str, task: str,
-               config: Mapping[str, Any]) -> list[str]:
-    """The user's --set items that apply to this pair's trials (a one-pair plan refuses
-    scopes and keys of the other pairs, which the whole-selection plan checked)."""
-    names = {method, task, *registry.method(method).cls.aliases}
-    kept = []
-    for item in set_items:
-        scope, _, key = item.split("=", 1)[0].rpartition(".")
-        if (scope in names) if scope else key in config:
-            kept.append(item)
-    return kept
 
 
 def score_point(specs: list[planning.TrialSpec], metric: str) -> float:
@@ -267,6 +259,31 @@ def _comparable(value: Any) -> Any:
     if isinstance(value, float) and math.isnan(value):
         return "nan"
     return value
+
+
+def choose_and_write(jobs: list[TuneJob], *, root: Path, seeds: int, command: str,
+                     echo: Callable[..., None]) -> int:
+    """Score the jobs whose trials have run, show the grids and write each pair's best
+    point to `root`/tuned/<task>.toml. `echo(text, err=False)` prints. Returns the exit
+    status: 0, or 1 when some pair has no finite score (nothing written for it)."""
+    score(jobs)
+    echo(grid_table(jobs))
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    commit = git_commit() or ""
+    tables: dict[str, dict] = {}
+    for job in jobs:
+        if job.choice is not None:
+            tables.setdefault(job.task, {})[job.method] = tuned_table(
+                job, seeds=seeds, command=command, date=date, commit=commit)
+    for task, task_tables in tables.items():
+        path = write_tuned(root, task, task_tables)
+        echo(f"wrote {path} ({', '.join(task_tables)})")
+    unchosen = [job.pair for job in jobs if job.choice is None]
+    if unchosen:
+        echo(f"error: no configuration of {', '.join(unchosen)} has a finite validation "
+             "score; no protocol written for it", err=True)
+        return 1
+    return 0
 
 
 # -- TOML writing ---------------------------------------------------------------------------
