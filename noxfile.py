@@ -60,57 +60,25 @@ def bench(session):
                 "--out", str(out))
 
 
-DEMO_JOBS = 2  # trials side by side: the demo is sized for 2 CPU cores
-# A few minutes' budget: every method of both tasks, shortened from the quick budget
-# (sinusoid 2,000, quadratic 200 iterations); the slowest meta-steps (iMAML's CG solve,
-# learn2learn's per-task autograd, BDA's aggregated inner loop) get fewer. Later --set
-# items win, so the per-method ones follow the per-task ones.
-DEMO_BUDGET = ("--set", "sinusoid.iterations=400", "--set", "quadratic.iterations=80",
-               "--set", "imaml.iterations=100", "--set", "l2l-maml.iterations=150",
-               "--set", "bda.iterations=40")
-
-
 @nox.session
 def demo(session):
-    """Every method on sinusoid and quadratic, 2 seeds, on a demo budget (a few minutes on
-    2 CPU cores, DEMO_JOBS trials at a time), and its leaderboard: reports/LEADERBOARD.md.
-    Arguments after `--` go to `benchsuite run` (e.g. `-- --jobs 4`: the last one wins)."""
-    session.run(PYTHON, "-m", "benchsuite", "run", "--methods", "all", "--tasks",
-                "sinusoid,quadratic", "--seeds", "2", *DEMO_BUDGET, "--jobs", str(DEMO_JOBS),
-                "--out", "results/demo", *session.posargs)
+    """The demo grid (benchsuite/grids/demo.toml: every method on sinusoid and quadratic,
+    2 seeds, a few minutes on 2 CPU cores), and its leaderboard: reports/LEADERBOARD.md.
+    Arguments after `--` go to `benchsuite run` (e.g. `-- --jobs 4`: they win over the
+    file's)."""
+    session.run(PYTHON, "-m", "benchsuite", "run", "--config", "demo", *session.posargs)
     session.run(PYTHON, "-m", "benchsuite", "report", "results/demo", "--out", "reports")
 
 
-REFERENCE_RECORDS = "results/reference"
-PROTOCOL_RECORDS = "results/protocols"
-REFERENCE_SEEDS = 5
+REFERENCE_RECORDS = "results/reference"  # the `out` of the reference grid files
+PROTOCOL_RECORDS = "results/protocols"  # the `out` of the protocol grid files
 REFERENCE_JOBS = 2  # trials side by side, one torch thread each (OMP_NUM_THREADS=1)
 OMNIGLOT_SUBSET = "../shared/data/omniglot-small"
-REFERENCE_GRIDS = (
-    # Finn et al. 2017's sinusoid protocol at its 70,000 iterations, tested with K = 5
-    # points as the numbers in results/reference/published.toml are
-    ["--methods", "maml,fomaml,reptile,metasgd,anil,pretrain,scratch", "--tasks", "sinusoid",
-     "--budget", "paper", "--set", "sinusoid.test_shots=5"],
-    # the real Omniglot subset beside the checkout, sized to about an hour of 2 CPU cores:
-    # every method under its protocol (protocols/), with the grid's iterations and
-    # meta-batch, so that every method meets the same training tasks; Reptile keeps its
-    # paper's meta-batch of 5 (the records' configs hold the values used)
-    ["--methods", "anil,fomaml,imaml,l2l-maml,maml,metasgd,reptile,scratch,transfer",
-     "--tasks", "omniglot", "--iterations", "300", "--meta-batch", "8",
-     "--set", "omniglot.query=5", "--set", "curve_points=10", "--set", "val_episodes=50",
-     "--set", "scratch.iterations=0",  # the floor trains nothing, whatever --iterations says
-     "--set", "reptile.meta_batch=5", "--data-root", OMNIGLOT_SUBSET],
-    ["--methods", "bda,darts,implicit-cg,implicit-fp,implicit-neumann,maml,trhg,scratch",
-     "--tasks", "hypercleaning"],
-    ["--methods", "anil,fomaml,l2l-maml,maml,metasgd,mtnet,pretrain,reptile,trhg,warpgrad,scratch",
-     "--tasks", "logistic"],
-)
-PROTOCOL_RUNS = (
-    # the named protocols of protocols/named/, as their sources ran them
-    ["--protocol", "betty-imaml", "--iterations", "100", "--set", "curve_points=5",
-     "--set", "val_episodes=50", "--data-root", OMNIGLOT_SUBSET, "--seeds", "1"],
-    ["--protocol", "reptile-torch", "--seeds", "3"],
-)
+# grid files of benchsuite/grids/ (benchsuite run --config NAME): methods, tasks, seeds,
+# settings and the records folder are written there
+REFERENCE_GRIDS = ("reference-sinusoid", "reference-omniglot", "reference-hypercleaning",
+                   "reference-logistic")
+PROTOCOL_RUNS = ("protocol-betty-imaml", "protocol-reptile-torch")
 TUNING = (
     # every reference-grid pair without a paper protocol, tuned on validation episodes
     # after half its grid's iterations (protocols/tuned/)
@@ -138,17 +106,13 @@ def tune(session):
 
 @nox.session
 def reference(session):
-    """The reference grids (REFERENCE_SEEDS seeds, REFERENCE_JOBS trials at a time with one
-    torch thread each; about 4 h on 2 CPU cores when nothing is stored yet: existing
+    """The reference grids (benchsuite/grids/reference-*.toml, protocol-*.toml: 5 seeds, 2
+    trials at a time with one torch thread each; about 4 h on 2 CPU cores when nothing is
+    stored yet: existing
     records are kept, `-- --force` re-runs them), the named protocols' runs, and their
     leaderboards reports/reference/LEADERBOARD.md and reports/protocols/LEADERBOARD.md."""
-    for grid in REFERENCE_GRIDS:
-        session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--seeds", str(REFERENCE_SEEDS),
-                    "--jobs", str(REFERENCE_JOBS), "--out", REFERENCE_RECORDS, "-q",
-                    *session.posargs, env={"OMP_NUM_THREADS": "1"})
-    for grid in PROTOCOL_RUNS:
-        session.run(PYTHON, "-m", "benchsuite", "run", *grid, "--jobs", str(REFERENCE_JOBS),
-                    "--out", PROTOCOL_RECORDS, "-q", *session.posargs,
+    for grid in (*REFERENCE_GRIDS, *PROTOCOL_RUNS):
+        session.run(PYTHON, "-m", "benchsuite", "run", "--config", grid, *session.posargs,
                     env={"OMP_NUM_THREADS": "1"})
     for records, report in ((REFERENCE_RECORDS, "reports/reference"),
                             (PROTOCOL_RECORDS, "reports/protocols")):

@@ -108,13 +108,19 @@ def check_folder(folder: Path, option: str) -> None:
 
 @app.command()
 def run(
+    ctx: typer.Context,
+    config: str = typer.Option(None, "--config", help="A grid file (TOML: these options, "
+                               "[set], [task.NAME] and [method.NAME] settings) or the name "
+                               "of a packaged grid (demo, reference-…); options given here "
+                               "win. Without --config, --methods, --tasks or --protocol, "
+                               "`run` runs the demo grid."),
     methods: str = typer.Option("all", help="Comma-separated method names, or 'all'."),
     tasks: str = typer.Option("all", help="Comma-separated task names, or 'all'."),
     seeds: int = typer.Option(1, help="Number of seeds (0 … N−1) per method × task."),
     iterations: int = typer.Option(None, help="Meta-iterations (default: the task's)."),
     meta_batch: int = typer.Option(None, help="Tasks per meta-batch (default: the task's)."),
-    budget: str = typer.Option("quick", help="'paper' for the paper's iteration count, "
-                                             "'quick' for a CPU-sized run."),
+    budget: str = typer.Option("quick", help="'paper' for the task's own iterations (the "
+                                             "paper's), 'quick' for its CPU-sized budget."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     out: Path = typer.Option(Path("results"), help="Folder for trial records."),
     set_: list[str] = typer.Option([], "--set", help="Override: key=value or name.key=value."),
@@ -143,40 +149,49 @@ def run(
 ) -> None:
     """Run methods × tasks × seeds and write one record per trial."""
     from benchsuite.blocks import data
-    from benchsuite.running import executors, planning, runner
+    from benchsuite.running import executors, gridfile, planning, runner
     from benchsuite.running import registry as plugin_registry
     from benchsuite.storage import reproducibility
 
+    try:
+        grid = _grid(ctx, config)
+    except UsageError as error:
+        fail_usage(error)
+    o = {**ctx.params, **{k: v for k, v in grid.options.items() if not _given(ctx, k)}}
     executors.quiet_library_warnings()  # planning imports the plugins and their libraries
     # Through the environment, not the config: where data lives is not part of a trial's
     # identity, and worker processes inherit it.
-    if data_root is not None:
-        os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
-    if download:
+    if o["data_root"] is not None:
+        os.environ[data.DATA_ROOT_VARIABLE] = str(Path(o["data_root"]).expanduser().resolve())
+    if o["download"]:
         os.environ[data.DOWNLOAD_VARIABLE] = "1"
     try:
-        trial_executor = executors.make_executor(executor, timeout=timeout, address=address,
-                                                 jobs=jobs)
-        registry = plugin_registry.discover(plugins)
-        specs = planning.plan(registry, methods=methods, tasks=tasks, seeds=seeds,
-                            budget=budget, device=device,
-                            options={"iterations": iterations, "meta_batch": meta_batch},
-                            set_items=set_, out=out, device_here=executor != "ray",
-                            command=shlex.join(["benchsuite", *sys.argv[1:]]),
-                            nondeterministic=nondeterministic, protocol=protocol)
+        trial_executor = executors.make_executor(o["executor"], timeout=o["timeout"],
+                                                 address=o["address"], jobs=o["jobs"])
+        registry = plugin_registry.discover(o["plugins"])
+        specs = planning.plan(
+            registry, methods=o["methods"], tasks=o["tasks"], seeds=o["seeds"],
+            budget=o["budget"], device=o["device"],
+            options={"iterations": o["iterations"], "meta_batch": o["meta_batch"]},
+            overrides=grid.overrides, set_items=o["set_"], out=o["out"],
+            device_here=o["executor"] != "ray",
+            command=shlex.join(["benchsuite", *sys.argv[1:]]),
+            nondeterministic=o["nondeterministic"], protocol=o["protocol"])
     except UsageError as error:
         fail_usage(error)
     # cuBLAS reads its workspace setting once, so workers get it from their start
-    reproducibility.prepare_environment(deterministic=not nondeterministic)
-    if dry_run:
+    reproducibility.prepare_environment(deterministic=not o["nondeterministic"])
+    if o["dry_run"]:
         for spec in specs:
             state = f"n/a: {spec.incompatible}" if spec.incompatible else (
                 f"{spec.config['iterations']} iterations, meta-batch {spec.config['meta_batch']}")
             typer.echo(f"{spec.label()}  [{state}]  -> {spec.path}")
         typer.echo(f"{len(specs)} trials (dry run: nothing executed)")
         return
+    if grid.source != gridfile.NONE:
+        typer.echo(f"grid {grid.source}: {len(specs)} trials", err=True)
     try:
-        summary = runner.execute(specs, trial_executor, force=force, quiet=quiet)
+        summary = runner.execute(specs, trial_executor, force=o["force"], quiet=o["quiet"])
     except OSError as error:  # the results folder itself could not be made
         fail_io(error, "could not create the results folder")
     kept = f" ({len(summary.kept)} skipped: kept from earlier runs)" if summary.kept else ""
@@ -185,14 +200,15 @@ def run(
                    "left beside records", err=True)
     for line in summary.kept_instead:
         typer.echo(f"note: {line}", err=True)
-    unsaved = report_unsaved(summary, out)
+    unsaved = report_unsaved(summary, o["out"])
     if summary.interrupted:
         typer.echo(f"\nstopped by {summary.interrupted}: {len(summary.written)} records written "
                    f"by this run ({summary.counts(summary.written)}){kept}, "
                    f"{summary.planned - len(summary.rows)} trials not run; every record in "
-                   f"{out} is complete; re-run the same command to run the rest", err=True)
+                   f"{o['out']} is complete; re-run the same command to run the rest",
+                   err=True)
         raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
-    typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {out}")
+    typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {o['out']}")
     if unsaved:
         raise typer.Exit(EXIT_IO)
     if summary.unfinished:
@@ -224,6 +240,24 @@ def report_unsaved(summary, out: Path) -> bool:
     for line in unstored_lines(summary):
         typer.echo(line)
     return True
+
+
+def _given(ctx: typer.Context, name: str) -> bool:
+    """Whether the option `name` was written on the command line."""
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
+def _grid(ctx: typer.Context, config: str | None):
+    """The grid file of `--config`; the demo grid when the command line names neither a
+    grid, methods, tasks nor a protocol; else none."""
+    from benchsuite.running import gridfile
+
+    if config is None and any(_given(ctx, name) for name in gridfile.SELECTION):
+        return gridfile.Grid(gridfile.NONE)
+    parameters = {p.name: p for p in ctx.command.params
+                  if p.name not in (None, "config", "set_")}
+    return gridfile.read(config or gridfile.DEMO, parameters, ctx)
 
 
 @app.command()

@@ -90,6 +90,33 @@ def test_the_sweep_checks_the_device_as_run_does(registry):
                          set_items=[])
 
 
+def test_the_sweep_checks_every_value_as_run_does(registry):
+    """`--set implicit-cg.cg_steps=0` used to reach the sweep's hypergradients."""
+    for plan in (lambda items: sweep.plan_sweep(registry, methods="implicit-cg",
+                                                tasks="quadratic", seed=0, device="cpu",
+                                                set_items=items),
+                 lambda items: planning.plan(registry, methods="implicit-cg",
+                                             tasks="quadratic", device="cpu",
+                                             set_items=items)):
+        with pytest.raises(UsageError, match=r"cg_steps must be at least 1 \(got 0\)"):
+            plan(["implicit-cg.cg_steps=0"])
+        with pytest.raises(UsageError, match="unknown --set key 'cg_step'"):
+            plan(["cg_step=3"])
+
+
+def test_seeds_are_named_once(registry, tmp_path):
+    assert planning.seed_list(3) == [0, 1, 2] and planning.seed_list([4, 2, 4]) == [4, 2]
+    with pytest.raises(UsageError, match="--seeds must be at least 1"):
+        planning.seed_list(0)
+    specs = planning.plan(registry, methods="maml", tasks="quadratic", seeds=[2, 5],
+                          device="cpu", out=tmp_path)
+    assert [(s.seed, s.config["seed"], s.path.name.split("-")[0]) for s in specs] == [
+        (2, 2, "seed2"), (5, 5, "seed5")]
+    (pair,) = sweep.plan_sweep(registry, methods="maml", tasks="quadratic", seed=5,
+                               device="cpu", set_items=[])
+    assert pair.config == specs[1].config
+
+
 def test_rerun_config_copies_and_keeps_the_cpu(registry, tmp_path):
     spec = plan_one(registry, tmp_path)
     record = records.new_record(spec, records.FINISHED)

@@ -130,6 +130,9 @@ class Override:
     key: str
     raw: str | None = None
     value: Any = None
+    kind: str | None = None
+    """What `scope` must name, "method" or "task", where the source says (a grid file's
+    `[method.NAME]` table); None: either."""
 
     def parsed(self, default: Any) -> Any:
         """The value this override gives a key whose current value is `default`."""
@@ -137,8 +140,9 @@ class Override:
             return coerce(self.raw, default, self.key)
         value = tuple(self.value) if isinstance(self.value, list) else self.value
         if not same_kind(value, default):
-            raise UsageError(f"{self.key} = {self.value!r} is not of the type of its "
-                             f"default {default!r}")
+            where = f"[{self.kind or 'set'}.{self.scope}]" if self.scope else "[set]"
+            raise UsageError(f"setting {where} {self.key} = {self.value!r} is not of the "
+                             f"type of its default {default!r}")
         return value
 
 
@@ -159,6 +163,23 @@ def parse_overrides(items: list[str], scopes: set[str]) -> list[Override]:
                              f"{COMMAND_LINE_KEYS[key]}")
         overrides.append(Override(scope or None, key, raw=raw))
     return overrides
+
+
+def check_scopes(overrides: list[Override], methods: set[str], tasks: set[str]) -> None:
+    """Typed overrides (a grid file's settings) name a key the command line does not choose
+    and, where scoped, a method or task of the run."""
+    for override in overrides:
+        where = f"[{override.kind}.{override.scope}]" if override.scope else "[set]"
+        if override.key in COMMAND_LINE_KEYS:
+            raise UsageError(f"setting {override.key} in {where}: {override.key} is chosen "
+                             f"with {COMMAND_LINE_KEYS[override.key]}")
+        if override.scope is None:
+            continue
+        names = {"method": methods, "task": tasks}.get(override.kind or "", methods | tasks)
+        if override.scope not in names:
+            raise UsageError(f"settings {where}: {override.scope!r} is not a "
+                             f"{override.kind or 'method or task'} in this run "
+                             f"({', '.join(sorted(names))})")
 
 
 def coerce(value: str, default: Any, key: str) -> Any:
@@ -257,7 +278,8 @@ def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any
         known -= COMMAND_LINE_KEYS.keys()
         if override.key not in known:
             where = f" for {override.scope}" if override.scope else ""
-            raise UsageError(f"unknown --set key {override.key!r}{where}; valid keys: "
+            what = "--set key" if override.raw is not None else "setting"
+            raise UsageError(f"unknown {what} {override.key!r}{where}; valid keys: "
                              f"{', '.join(sorted(known))}")
 
 
