@@ -10,9 +10,9 @@ which is reverse mode with θ_T−K treated as a constant. K = T recovers RHG ex
 a strongly convex inner problem the bias decays geometrically in K (Shaban et al.).
 For a meta-initialisation (θ₀ = φ), cutting the graph at θ_T−K would leave φ without a
 gradient, so the truncated Jacobian ∂θ_T−K/∂θ₀ is taken as the identity, as first-order
-MAML takes all of them: θ_T−K enters the graph as θ₀ + const. Then K = T is MAML and K = 0
-is first-order MAML. Where θ₀ does not depend on φ (hyperparameters, representations)
-this changes nothing.
+MAML takes all of them: θ_T−K enters the graph as θ₀ + const. Then K = T is MAML; K = 0
+would be first-order MAML, so `truncate_steps` starts at 1 (`fomaml` runs K = 0). Where θ₀
+does not depend on φ (hyperparameters, representations) this changes nothing.
 """
 
 from dataclasses import dataclass

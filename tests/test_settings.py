@@ -137,15 +137,15 @@ def test_typed_settings_reach_the_config_and_bad_values_stop_at_planning(templat
     from benchsuite.running.registry import discover
 
     plugin = discover([template_plugins]).method("template-method")
-    assert [s.name for s in plugin.settings] == ["inner_grad_clip"]
-    assert plugin.cls.hyperparameters == {"inner_grad_clip": 0.0}
+    assert [s.name for s in plugin.settings] == ["theta_clip"]
+    assert plugin.cls.hyperparameters == {"theta_clip": 0.0}
     base = ["run", "--plugins", template_plugins, "--methods", "template-method",
             "--tasks", "sinusoid", "--dry-run"]
-    assert cli(*base, "--set", "template-method.inner_grad_clip=0.5").exit_code == 0
-    result = cli(*base, "--set", "template-method.inner_grad_clip=-1")
+    assert cli(*base, "--set", "template-method.theta_clip=0.5").exit_code == 0
+    result = cli(*base, "--set", "template-method.theta_clip=-1")
     assert result.exit_code == 2
     assert result.output.strip().splitlines() == [
-        "error: template-method × sinusoid (seed 0): inner_grad_clip must be at least 0 "
+        "error: template-method × sinusoid (seed 0): theta_clip must be at least 0 "
         "(got -1.0)"]
     listing = cli("list", "--plugins", template_plugins, "--settings", "template-method")
     assert listing.exit_code == 0 and "Clip the adapted parameters" in listing.output
@@ -153,7 +153,7 @@ def test_typed_settings_reach_the_config_and_bad_values_stop_at_planning(templat
 
 def test_a_method_key_that_repeats_a_task_key_stops_at_planning(template_plugins):
     path = template_plugins / "template_method.py"
-    path.write_text(path.read_text().replace("inner_grad_clip", "shots"))
+    path.write_text(path.read_text().replace("theta_clip", "shots"))
     result = cli("run", "--plugins", template_plugins, "--methods", "template-method",
                  "--tasks", "sinusoid", "--dry-run")
     assert result.exit_code == 2
@@ -169,7 +169,7 @@ def test_an_undocumented_setting_makes_the_plugin_unavailable(template_plugins):
         '        """Clip the adapted parameters to [−c, c]; 0 clips nothing."""\n', ""))
     registry = discover([template_plugins])
     assert "template-method" not in registry.methods
-    assert "inner_grad_clip needs a docstring" in registry.unavailable[str(path)]
+    assert "theta_clip needs a docstring" in registry.unavailable[str(path)]
 
 
 # -- every key declared once, engine keys included ---------------------------------------------

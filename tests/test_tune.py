@@ -172,12 +172,20 @@ def test_choose_skips_non_finite_and_keeps_the_first_of_ties():
     assert tune.choose([nan, nan, inf, -inf], higher_is_better=False) is None
 
 
-def test_toml_writer_round_trips():
-    tables = {"m-1": {"source": 'a "quoted" \\ line\nnext\ttab é \x7f', "budget": 4,
-                      "flag": False, "scores": [1.0, math.inf, -math.inf, 1e-300],
-                      "grid": [{"inner_lr": 0.1, "x y": 3}], "eval_steps": (1, 5),
-                      "settings": {"inner_lr": 0.1 + 0.2, "meta_optimizer": "sgd"},
-                      "empty": {}}}
-    read = tomllib.loads(tune.to_toml(tables))
-    assert read == {"m-1": {**tables["m-1"], "eval_steps": [1, 5]}}
-    assert math.isnan(tomllib.loads(tune.to_toml({"t": {"s": [math.nan]}}))["t"]["s"][0])
+def test_tuned_protocol_files_round_trip_and_keep_other_tables(tmp_path):
+    """write_tuned (tomli-w) writes what tomllib and protocols.load read back exactly."""
+    table = {"source": 'a "quoted" \\ line\nnext\ttab é \x7f', "budget": 4,
+             "flag": False, "scores": [1.0, math.inf, -math.inf, 1e-300],
+             "grid": [{"inner_lr": 0.1, "x y": 3}], "eval_steps": (1, 5),
+             "settings": {"inner_lr": 0.1 + 0.2, "meta_optimizer": "sgd"}}
+    tune.write_tuned(tmp_path, "quadratic", {"other": {**table, "budget": 3}})
+    path = tune.write_tuned(tmp_path, "quadratic", {"m-1": table})
+    read = tomllib.loads(path.read_text())
+    assert read == {"other": {**table, "budget": 3, "eval_steps": [1, 5]},
+                    "m-1": {**table, "eval_steps": [1, 5]}}
+    loaded = protocol_files.load(tmp_path).tuned["m-1", "quadratic"]
+    assert loaded.budget == 4 and loaded.settings == {"inner_lr": 0.1 + 0.2,
+                                                     "meta_optimizer": "sgd"}
+    tune.write_tuned(tmp_path, "ridge", {"m": {**table, "scores": [math.nan]}})
+    assert math.isnan(tomllib.loads((tmp_path / "tuned" / "ridge.toml").read_text())[
+        "m"]["scores"][0])

@@ -7,8 +7,7 @@ per-seed means (a Student t interval with n_seeds − 1 degrees of freedom), and
 compared *paired*: for one seed every method is scored on the same test episodes, so the
 difference of two methods' seed means removes the seed's episode difficulty.
 
-Everything is plain Python / numpy (no scipy): the t quantile comes from the regularised
-incomplete beta function, evaluated by its continued fraction and inverted by bisection.
+The t quantile is scipy's (scipy.stats.t.ppf); the rest is plain Python / numpy.
 """
 
 from __future__ import annotations
@@ -26,68 +25,13 @@ EPISODE_DTYPE = "<f4"
 
 
 # -- the t distribution -------------------------------------------------------------------------
-def _beta_continued_fraction(a: float, b: float, x: float) -> float:
-    """The continued fraction of I_x(a, b) (modified Lentz evaluation)."""
-    tiny, eps = 1e-300, 1e-15
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    result = d
-    for m in range(1, 500):
-        # even step: m(b − m)x / ((a + 2m − 1)(a + 2m))
-        numerator = m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m))
-        d = 1.0 + numerator * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + numerator / (c if abs(c) > tiny else tiny)
-        result *= d * c
-        # odd step: −(a + m)(a + b + m)x / ((a + 2m)(a + 2m + 1))
-        numerator = -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))
-        d = 1.0 + numerator * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + numerator / (c if abs(c) > tiny else tiny)
-        delta = d * c
-        result *= delta
-        if abs(delta - 1.0) < eps:
-            break
-    return result
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-    """I_x(a, b), the regularised incomplete beta function, for 0 ≤ x ≤ 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-                 + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1.0) / (a + b + 2.0):
-        return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
-    return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b
-
-
-def t_cdf(t: float, df: float) -> float:
-    """P(T ≤ t) for Student's t with `df` degrees of freedom."""
-    tail = 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t >= 0 else tail
-
-
 def t_quantile(p: float, df: float) -> float:
-    """The p-quantile of Student's t with `df` degrees of freedom (bisection on t_cdf)."""
+    """The p-quantile of Student's t with `df` degrees of freedom (scipy.stats.t)."""
     if not 0.0 < p < 1.0 or df <= 0:
         raise ValueError(f"t_quantile needs 0 < p < 1 and df > 0 (got p={p}, df={df})")
-    if p < 0.5:
-        return -t_quantile(1.0 - p, df)
-    low, high = 0.0, 1.0
-    while t_cdf(high, df) < p:
-        high *= 2.0
-    for _ in range(200):
-        middle = 0.5 * (low + high)
-        if t_cdf(middle, df) < p:
-            low = middle
-        else:
-            high = middle
-        if high - low < 1e-12 * max(1.0, high):
-            break
-    return 0.5 * (low + high)
+    from scipy.stats import t  # imported here: the trial loop imports this module
+
+    return float(t.ppf(p, df))
 
 
 # -- intervals --------------------------------------------------------------------------------

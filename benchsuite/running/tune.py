@@ -24,8 +24,8 @@ or a non-finite score, is the worst. The best point wins (ties: the first in gri
 the untuned one first); it is written to `protocols/tuned/<task>.toml` with the grid,
 every score and provenance, where `benchsuite run` then finds it.
 
-TOML is written by hand (tomllib reads only): floats with repr(), strings with
-json.dumps, other methods' tables of the file kept.
+TOML is written with tomli-w (tomllib reads only); other methods' tables of the file are
+kept.
 """
 
 from __future__ import annotations
@@ -33,13 +33,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import tomli_w
 from tabulate import tabulate
 
 from benchsuite.core.contract import META_INIT, Method
@@ -242,23 +242,9 @@ def write_tuned(root: Path, task: str, tables: Mapping[str, Mapping[str, Any]]) 
     merged = {**existing, **tables}
     text = ("# Tuned protocols for the task " + json.dumps(task) + ", one table per method:"
             " written by `benchsuite tune`\n# (see docs/protocols.md). Edits are kept as "
-            "values; comments are not.\n\n" + to_toml(merged))
-    if _comparable(tomllib.loads(text)) != _comparable(merged):  # it reads back the same
-        raise AssertionError(f"TOML writer round-trip failed for {path}")
+            "values; comments are not.\n\n" + tomli_w.dumps(merged))
     write_text_atomic(path, text, suffix=TEMPORARY_SUFFIX)
     return path
-
-
-def _comparable(value: Any) -> Any:
-    """`value` as tomllib returns it, tuples as lists and NaN as a string (NaN is unequal
-    to itself)."""
-    if isinstance(value, Mapping):
-        return {k: _comparable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_comparable(v) for v in value]
-    if isinstance(value, float) and math.isnan(value):
-        return "nan"
-    return value
 
 
 def choose_and_write(jobs: list[TuneJob], *, root: Path, seeds: int, command: str,
@@ -284,58 +270,6 @@ def choose_and_write(jobs: list[TuneJob], *, root: Path, seeds: int, command: st
              "score; no protocol written for it", err=True)
         return 1
     return 0
-
-
-# -- TOML writing ---------------------------------------------------------------------------
-BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-
-
-def to_toml(tables: Mapping[str, Any]) -> str:
-    """A TOML document of `tables`: plain values first, then each table as `[name]` with
-    its sub-tables as `[name.sub]`; lists (of tables too) inline."""
-    lines: list[str] = []
-    _write_table(lines, (), tables)
-    return "\n".join(lines).strip("\n") + "\n"
-
-
-def _write_table(lines: list[str], path: tuple[str, ...], table: Mapping[str, Any]) -> None:
-    plain = {k: v for k, v in table.items() if not isinstance(v, Mapping)}
-    nested = {k: v for k, v in table.items() if isinstance(v, Mapping)}
-    if path and (plain or not nested):
-        lines.append("[" + ".".join(map(_key, path)) + "]")
-    for key, value in plain.items():
-        lines.append(f"{_key(key)} = {_value(value)}")
-    if plain:
-        lines.append("")
-    for key, value in nested.items():
-        _write_table(lines, (*path, key), value)
-
-
-def _key(key: str) -> str:
-    return key if BARE_KEY.fullmatch(key) else _string(key)
-
-
-def _string(text: str) -> str:
-    # JSON's escapes are TOML's; DEL is a control character TOML wants escaped
-    return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return repr(value)  # nan, inf and -inf are TOML's spellings too
-    if isinstance(value, str):
-        return _string(value)
-    if isinstance(value, (dt.datetime, dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"cannot write {value!r} ({type(value).__name__}) as TOML")
 
 
 # -- showing --------------------------------------------------------------------------------

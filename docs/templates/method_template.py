@@ -45,7 +45,7 @@ class TemplateMethod(Method):
         template-method.key=value` overrides one; read them from self.config. A key
         must not repeat one of the task's or the runner's."""
 
-        inner_grad_clip: Annotated[float, AtLeast(0)] = 0.0
+        theta_clip: Annotated[float, AtLeast(0)] = 0.0
         """Clip the adapted parameters to [−c, c]; 0 clips nothing."""
 
     # Task-level keys the paper fixes (they override the task's defaults), e.g.
@@ -58,7 +58,7 @@ class TemplateMethod(Method):
         """θ adapted on one task's support set, as the method adapts at test time."""
         theta = gradient_descent(task, task.initial_theta(phi), phi, support_x, support_y,
                                  steps, self.config["inner_lr"], first_order=True)
-        limit = self.config["inner_grad_clip"]
+        limit = self.config["theta_clip"]
         if limit > 0:  # an example of reading one of the method's own hyperparameters
             theta = {k: v.clamp(-limit, limit) for k, v in theta.items()}
         return theta
