@@ -81,7 +81,7 @@ REFERENCE_GRIDS = ("reference-sinusoid", "reference-omniglot", "reference-hyperc
 PROTOCOL_RUNS = ("protocol-betty-imaml", "protocol-reptile-torch")
 TUNING = (
     # every reference-grid pair without a paper protocol, tuned on validation episodes
-    # after half its grid's iterations (protocols/tuned/)
+    # after half its grid's iterations (benchsuite/protocols/tuned/)
     ["--methods", "fomaml,anil", "--tasks", "omniglot", "--iterations", "150",
      "--meta-batch", "8", "--set", "omniglot.query=5", "--set", "curve_points=5",
      "--set", "val_episodes=50", "--data-root", OMNIGLOT_SUBSET],
@@ -97,9 +97,10 @@ TUNING = (
 @nox.session
 def tune(session):
     """`benchsuite tune` for the TUNING pairs (4 configurations each on validation
-    episodes; writes protocols/tuned/), before `nox -s reference` uses them."""
+    episodes; writes benchsuite/protocols/tuned/), before `nox -s reference` uses them."""
     for grid in TUNING:
         session.run(PYTHON, "-m", "benchsuite", "tune", *grid, "--jobs", str(REFERENCE_JOBS),
+                    "--protocols-dir", "benchsuite/protocols",
                     "--out", "results/tune", "-q", *session.posargs,
                     env={"OMP_NUM_THREADS": "1"})
 

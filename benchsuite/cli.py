@@ -437,9 +437,11 @@ def tune(
                                              "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
     out: Path = typer.Option(Path("results/tune"), help="Folder for the tuning trials' "
                                                         "records (kept: a re-run resumes)."),
-    protocols_dir: Path = typer.Option(None, help="Protocols folder read for planning and "
-                                                  "written to (tuned/<task>.toml); default: "
-                                                  "the checkout's protocols/."),
+    protocols_dir: Path = typer.Option(None, help="Protocol folder the tuned protocols are "
+                                                  "written to (tuned/<task>.toml) and read "
+                                                  "from, after the package's; default: "
+                                                  "$BENCHSUITE_PROTOCOLS or "
+                                                  "~/.config/benchsuite/protocols."),
     plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
     dry_run: bool = typer.Option(False, help="Print the grids and run nothing."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
@@ -457,7 +459,7 @@ def tune(
     executors.quiet_library_warnings()
     if data_root is not None:
         os.environ[data.DATA_ROOT_VARIABLE] = str(data_root.expanduser().resolve())
-    root = protocols_dir if protocols_dir is not None else protocol_files.ROOT
+    root = protocols_dir if protocols_dir is not None else protocol_files.user_folder()
     command = shlex.join(["benchsuite", *sys.argv[1:]])
     try:
         for folder, option in ((root, "--protocols-dir"), (out, "--out")):
@@ -473,7 +475,8 @@ def tune(
         tune_jobs = tuning.plan_tuning(
             registry, methods=methods, tasks=tasks, seeds=seeds, budget=budget,
             device=device, options={"iterations": iterations, "meta_batch": meta_batch},
-            set_items=set_, out=out, protocols=protocol_files.load(root),
+            set_items=set_, out=out,
+            protocols=protocol_files.load(protocol_files.PACKAGED, root),
             device_here=executor != "ray", command=command)
     except UsageError as error:
         fail_usage(error)

@@ -16,7 +16,7 @@ approximation of the implicit hypergradient; it never becomes exact).
 On a meta-initialisation task φ enters the inner problem only through θ₀, which DARTS
 does not differentiate, so there it needs φ inside the inner loss: the proximal inner
 problem of iMAML, f(θ) + λ/2 ‖θ − φ‖² (λ = `proximal_lambda`), as Betty's iMAML example
-runs with its `darts` hypergradient (protocols/named/betty-imaml.toml). Then
+runs with its `darts` hypergradient (benchsuite/protocols/named/betty-imaml.toml). Then
 ∇²_{φ,w} f u = −λ u and the estimate is ξ λ ∇_w' F(w', φ) through the same difference.
 Test-time adaptation runs the same inner loop.
 """

@@ -14,7 +14,7 @@ training as in both of the paper's few-shot set-ups), so the "hypergradient" ret
 order, so the inner loop is deterministic and vmappable. U is plain SGD at the inner step
 size α, or Adam with β₁ = 0 (the paper's few-shot classification runs, openai/supervised-
 reptile), whose moments start from zero for every task. k is the config's `inner_steps`;
-the settings of each task come from its protocol (protocols/paper/reptile.toml).
+the settings of each task come from its protocol (benchsuite/protocols/paper/reptile.toml).
 """
 
 from dataclasses import dataclass

@@ -1,11 +1,17 @@
 """Shared test fixtures. Tests run on the CPU with a fixed thread count."""
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 import torch
 
 torch.set_num_threads(2)
+# the user's protocol folder and listing cache stay out of the tests (and their commands)
+_ISOLATED = Path(tempfile.mkdtemp(prefix="benchsuite-tests-"))
+os.environ["BENCHSUITE_PROTOCOLS"] = str(_ISOLATED / "protocols")
+os.environ["BENCHSUITE_CACHE"] = str(_ISOLATED / "cache")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_OMNIGLOT = REPO.parent / "shared" / "data" / "omniglot-small"

@@ -16,7 +16,7 @@ from tests.test_gradients import build
 from tests.test_methods_exact import ProximalQuadratic
 
 
-def plan(registry, methods, tasks, *, root=protocol_files.ROOT, **kwargs):
+def plan(registry, methods, tasks, *, root=protocol_files.PACKAGED, **kwargs):
     options = dict(seeds=1, budget="quick", device="cpu", options={}, set_items=[],
                    out="/tmp/benchsuite-protocol-test")
     options.update(kwargs)
@@ -231,3 +231,48 @@ def test_the_leaderboard_shows_each_rows_protocol(registry, tmp_path):
     text = board.read_text()
     assert "- maml — paper protocol: Finn et al. 2017, Sec. 5.1" in text
     assert "floor (best)" in text  # the floor is recognised by its protocol
+
+
+# -- where protocols live --------------------------------------------------------------------
+def test_the_wheel_ships_the_protocols_and_the_grids(tmp_path):
+    """`pip install .` elsewhere finds them: they are package data of the wheel."""
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    from tests.conftest import REPO
+
+    source = tmp_path / "src"
+    for name in ("benchsuite", "methods", "tasks"):
+        shutil.copytree(REPO / name, source / name,
+                        ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy(REPO / name, source / name)
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                    "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
+                   check=True, capture_output=True, timeout=300)
+    (wheel,) = (tmp_path / "dist").glob("*.whl")
+    shipped = set(zipfile.ZipFile(wheel).namelist())
+    for folder in ("protocols", "grids"):
+        files = {str(p.relative_to(REPO)) for p in (REPO / "benchsuite" / folder).rglob("*.toml")}
+        assert files and files <= shipped, folder
+
+
+def test_user_protocols_are_read_after_the_packages_and_win(registry, tmp_path, monkeypatch):
+    monkeypatch.setenv(protocol_files.USER_VARIABLE, str(tmp_path))
+    (tmp_path / "tuned").mkdir()
+    (tmp_path / "tuned" / "quadratic.toml").write_text(
+        '[maml]\nsource = "my tuning"\nbudget = 4\nsettings = { inner_lr = 0.05 }\n')
+    (tmp_path / "paper").mkdir()
+    (tmp_path / "paper" / "maml.toml").write_text(
+        '[sinusoid]\nsource = "my reading of Finn et al."\nsettings = { inner_lr = 0.02 }\n')
+    loaded = protocol_files.load()
+    assert protocol_files.load(protocol_files.PACKAGED).paper["maml", "omniglot"] == (
+        loaded.paper["maml", "omniglot"])  # the package's others stay
+    specs = {s.task: s for s in planning.plan(registry, methods="maml",
+                                              tasks="quadratic,sinusoid", device="cpu")}
+    assert specs["quadratic"].protocol["source"] == "my tuning"
+    assert specs["quadratic"].config["inner_lr"] == 0.05
+    assert specs["sinusoid"].protocol["source"] == "my reading of Finn et al."
+    assert specs["sinusoid"].config["inner_lr"] == 0.02

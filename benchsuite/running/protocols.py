@@ -1,18 +1,22 @@
 """Protocols: where a trial's settings come from, each named and cited.
 
-A protocol is a set of config settings with its source. They are data (TOML files under
-the checkout's `protocols/` folder), read at planning; their settings reach the trial's
-config, and so its identity. Three kinds:
+A protocol is a set of config settings with its source. They are data: TOML files in
+protocol folders, read at planning; their settings reach the trial's config, and so its
+identity. The package's own folder (`benchsuite/protocols/`, package data read with
+importlib.resources, so an installed wheel has it) holds the protocols the suite ships;
+the user's folder ($BENCHSUITE_PROTOCOLS, else ~/.config/benchsuite/protocols) holds
+tuned and user protocols and wins over the package's for the same pair or name. A folder
+has three kinds:
 
-- **paper** (`protocols/paper/<method>.toml`): a method's settings from its own paper or
-  code, one table per task: `[omniglot]` with `source`, optional `deviations` (what our
-  run cannot follow, said plainly) and a `settings` table;
-- **tuned** (`protocols/tuned/<task>.toml`, written by `benchsuite tune`): for a method
-  without a paper protocol on that task, the grid point that scored best on validation
-  episodes, with the grid, every score, the budget and provenance;
-- **named** (`protocols/named/<name>.toml`, chosen with `benchsuite run --protocol NAME`):
-  a whole experiment of a paper or library: one task, its methods, settings for all of
-  them and per method (`[methods.<name>]` tables).
+- **paper** (`paper/<method>.toml`): a method's settings from its own paper or code, one
+  table per task: `[omniglot]` with `source`, optional `deviations` (what our run cannot
+  follow, said plainly) and a `settings` table;
+- **tuned** (`tuned/<task>.toml`, written by `benchsuite tune`): for a method without a
+  paper protocol on that task, the grid point that scored best on validation episodes,
+  with the grid, every score, the budget and provenance;
+- **named** (`named/<name>.toml`, chosen with `benchsuite run --protocol NAME`): a whole
+  experiment of a paper or library: one task, its methods, settings for all of them and
+  per method (`[methods.<name>]` tables).
 
 A trial without any of these runs on its task's defaults and says so. Layering (see
 benchsuite.running.config): the protocol's settings override the task's defaults and the method's
@@ -22,16 +26,27 @@ own hyperparameter defaults; command-line options and `--set` override the proto
 from __future__ import annotations
 
 import math
+import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from importlib import resources
+from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any
 
 from benchsuite.core.errors import UsageError
 
-ROOT = Path(__file__).resolve().parents[2] / "protocols"
-"""The checkout's protocols/ folder (benchsuite installs editable, see tools/setup.sh)."""
+PACKAGED = resources.files("benchsuite").joinpath("protocols")
+"""The protocols the package ships (package data)."""
+USER_VARIABLE = "BENCHSUITE_PROTOCOLS"
+DEFAULT_USER_FOLDER = Path("~/.config/benchsuite/protocols")
+
+
+def user_folder() -> Path:
+    """The user's protocol folder: $BENCHSUITE_PROTOCOLS, else
+    ~/.config/benchsuite/protocols (where `benchsuite tune` writes by default)."""
+    return Path(os.environ.get(USER_VARIABLE) or DEFAULT_USER_FOLDER).expanduser()
 
 KINDS = ("paper", "tuned", "named", "defaults", "floor")
 SETTING_TYPES = (bool, int, float, str, list)
@@ -119,30 +134,45 @@ class Protocols:
         return self.named[name]
 
 
-def load(root: Path = ROOT) -> Protocols:
-    """Read every protocol file under `root`; a malformed file is a usage error naming it."""
+def load(*folders: Path | Traversable) -> Protocols:
+    """Every protocol in `folders`, later folders winning for the same pair or name
+    (default: the package's, then the user's); a malformed file is a usage error naming
+    it. A folder that does not exist holds none."""
     protocols = Protocols()
-    for path in sorted((root / "paper").glob("*.toml")):
-        for task, table in _read(path).items():
-            protocols.paper[path.stem, task] = _protocol("paper", f"{path.stem}/{task}",
-                                                         table, path)
-    for path in sorted((root / "tuned").glob("*.toml")):
-        for method, table in _read(path).items():
-            protocols.tuned[method, path.stem] = _protocol("tuned", f"{method}/{path.stem}",
-                                                           table, path)
-    for path in sorted((root / "named").glob("*.toml")):
-        protocols.named[path.stem] = _named(path.stem, _read(path), path)
+    for folder in folders or (PACKAGED, user_folder()):
+        for path in _files(folder, "paper"):
+            stem = path.name.removesuffix(".toml")
+            for task, table in _read(path).items():
+                protocols.paper[stem, task] = _protocol("paper", f"{stem}/{task}", table,
+                                                        path)
+        for path in _files(folder, "tuned"):
+            stem = path.name.removesuffix(".toml")
+            for method, table in _read(path).items():
+                protocols.tuned[method, stem] = _protocol("tuned", f"{method}/{stem}",
+                                                          table, path)
+        for path in _files(folder, "named"):
+            stem = path.name.removesuffix(".toml")
+            protocols.named[stem] = _named(stem, _read(path), path)
     return protocols
 
 
-def _read(path: Path) -> dict[str, Any]:
+def _files(folder: Path | Traversable, kind: str) -> list[Traversable]:
+    """The *.toml files of `folder`/`kind`, by name."""
+    sub = folder.joinpath(kind)
+    if not sub.is_dir():
+        return []
+    return sorted((p for p in sub.iterdir() if p.name.endswith(".toml") and p.is_file()),
+                  key=lambda p: p.name)
+
+
+def _read(path: Traversable) -> dict[str, Any]:
     try:
         return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as error:
         raise UsageError(f"protocol file {path} is not valid TOML: {error}") from None
 
 
-def _protocol(kind: str, name: str, table: Any, path: Path) -> Protocol:
+def _protocol(kind: str, name: str, table: Any, path: Traversable) -> Protocol:
     if not isinstance(table, dict) or not isinstance(table.get("source"), str):
         raise UsageError(f"protocol {name} in {path} needs a `source` string")
     budget = table.get("budget")
@@ -153,7 +183,7 @@ def _protocol(kind: str, name: str, table: Any, path: Path) -> Protocol:
                     table.get("deviations", ""), budget)
 
 
-def _named(name: str, table: dict[str, Any], path: Path) -> NamedProtocol:
+def _named(name: str, table: dict[str, Any], path: Traversable) -> NamedProtocol:
     for key, kind in (("task", str), ("source", str), ("methods", list)):
         if not isinstance(table.get(key), kind):
             raise UsageError(f"named protocol {path} needs `{key}` ({kind.__name__})")
@@ -170,7 +200,7 @@ def _named(name: str, table: dict[str, Any], path: Path) -> NamedProtocol:
         deviations=table.get("deviations", ""), description=table.get("description", ""))
 
 
-def _settings(table: Any, name: str, path: Path) -> dict[str, Any]:
+def _settings(table: Any, name: str, path: Traversable) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise UsageError(f"protocol {name} in {path}: `settings` must be a table")
     settings = {}

@@ -21,8 +21,9 @@ with benchsuite.running.runner.execute (records are kept, so a re-run resumes) a
 mean over seeds of the last learning-curve point's `val_<metric>`: the task's fixed
 validation episodes, never the test episodes. A point with a trial that did not finish,
 or a non-finite score, is the worst. The best point wins (ties: the first in grid order,
-the untuned one first); it is written to `protocols/tuned/<task>.toml` with the grid,
-every score and provenance, where `benchsuite run` then finds it.
+the untuned one first); it is written to `tuned/<task>.toml` of the protocol folder (the
+user's, or --protocols-dir) with the grid, every score and provenance, where
+`benchsuite run` then finds it.
 
 TOML is written with tomli-w (tomllib reads only); other methods' tables of the file are
 kept.
@@ -213,7 +214,7 @@ def score(jobs: list[TuneJob]) -> None:
 
 def tuned_table(job: TuneJob, *, seeds: int, command: str, date: str | None = None,
                 commit: str | None = None) -> dict[str, Any]:
-    """The protocol table of a scored job (protocols/tuned/<task>.toml, `[<method>]`)."""
+    """The protocol table of a scored job (tuned/<task>.toml, `[<method>]`)."""
     assert job.choice is not None
     iterations, episodes = job.base["iterations"], job.base["val_episodes"]
     return {
