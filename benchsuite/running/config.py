@@ -19,13 +19,39 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from benchsuite.core import settings
 from benchsuite.core.errors import UsageError
+from benchsuite.core.settings import AtLeast, Positive
+
+
+class MetaOptimizer:
+    """The outer optimiser every trial builds on φ (benchsuite.running.trial), at rate `meta_lr`
+    over the trial's `iterations`; any method, task or protocol may set these keys."""
+
+    @dataclass(frozen=True)
+    class Settings:
+        meta_optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+        """The optimiser on φ: Adam, AdamW (Adam with decoupled weight decay, Loshchilov
+        & Hutter 2019) or plain SGD, as torch.optim implements them."""
+        meta_weight_decay: Annotated[float, AtLeast(0)] = 0.0
+        """Weight decay on φ: decoupled with adamw (φ ← φ − η·wd·φ before the Adam
+        step); with adam and sgd an L2 term wd·φ added to the meta-gradient, as
+        torch.optim applies it."""
+        meta_adam_eps: Annotated[float, Positive] = 1e-8
+        """ε in the denominator of adam's and adamw's step (torch's default 1e-8);
+        unused by sgd."""
+        meta_lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+        """How the rate changes over the iterations k < K: constant; linear, η(1 − k/K);
+        cosine, η/2 (1 + cos(πk/K)) (torch's CosineAnnealingLR with T_max = K). Both
+        anneal to 0 at the last iteration."""
+
+
+META_OPTIMIZER_SETTINGS = settings.declared(MetaOptimizer)
 
 RUNNER_DEFAULTS: dict[str, Any] = {
-    "meta_optimizer": "adam",       # adam | sgd, on φ
-    "meta_lr_schedule": "constant",  # constant | linear (annealed to 0 at the last iteration)
+    **settings.defaults(META_OPTIMIZER_SETTINGS),
     "test_episodes": 600,           # fixed, seeded meta-test episodes shared by all methods
     "val_episodes": 100,            # fixed validation episodes for the learning curve
     "curve_points": 20,             # learning-curve evaluations per trial
@@ -36,8 +62,6 @@ RUNNER_DEFAULTS: dict[str, Any] = {
 }
 
 RUNNER_CHOICES: dict[str, tuple[str, ...]] = {
-    "meta_optimizer": ("adam", "sgd"),
-    "meta_lr_schedule": ("constant", "linear"),
     "batching": ("vmap", "loop"),
 }
 """The runner keys that take one of a few words (benchsuite.running.trial,
@@ -164,7 +188,7 @@ def value_problems(config: Mapping[str, Any]) -> list[str]:
         if key in config and config[key] not in choices:
             problems.append(f"{key} must be one of {', '.join(choices)} "
                             f"(got {config[key]!r})")
-    return problems
+    return problems + settings.problems(META_OPTIMIZER_SETTINGS, config)
 
 
 def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any]],
