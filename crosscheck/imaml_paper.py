@@ -207,8 +207,10 @@ def run(quick: bool = False) -> Check:
             "imaml_dev's has stride-2 convolutions and Xavier init (learner_model.py:190-228).",
             "Episodes: each quarter turn is a class of its own and strokes are 1; imaml_dev "
             "turns each class at random and keeps strokes 0 (dataset.py:199-218).",
-            "CG runs all its steps (imaml_dev stops below a squared residual of 1e-10, "
-            "utils.py:88) and stops at non-positive curvature (imaml_dev divides by it).",
+            "CG runs all its steps where imaml_dev stops below a squared residual of 1e-10 "
+            "(utils.py:88): on the full check's tasks it stops after 4 of 5 steps (squared "
+            "residual ~1e-12 of ~300), which leaves ~3e-7 between the meta-gradients; ours "
+            "also stops at non-positive curvature, where imaml_dev divides by it.",
             "Length: ≥ 20,000 meta-steps on ≥ 200,000 pre-drawn tasks in the paper; runs "
             "here use their command line's iterations and fresh episodes."])
     config = {**ours, **(QUICK if quick else {})}

@@ -65,3 +65,17 @@ def test_planning_rejects_values_no_optimiser_takes():
         "meta_weight_decay must be at least 0 (got -0.1)"]
     assert value_problems(config(meta_lr_schedule="step")) == [
         "meta_lr_schedule must be one of constant, linear, cosine (got 'step')"]
+
+
+def test_new_keys_at_their_neutral_values_keep_a_trial_id():
+    """meta_weight_decay = 0 and meta_adam_eps = 1e-8 run what trials ran before those keys
+    existed, so they leave the id as it was; any other value changes it."""
+    from benchsuite.running.config import trial_id
+
+    before = {k: v for k, v in config().items()
+              if k not in ("meta_weight_decay", "meta_adam_eps")}
+    code = {"method": "abc"}
+    assert trial_id("maml", "sinusoid", config(), code) == trial_id("maml", "sinusoid",
+                                                                      before, code)
+    assert trial_id("maml", "sinusoid", config(meta_weight_decay=0.01), code) != \
+        trial_id("maml", "sinusoid", before, code)

@@ -206,9 +206,18 @@ def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any
                              f"{', '.join(sorted(known))}")
 
 
+IDENTITY_NEUTRAL: dict[str, Any] = {"meta_weight_decay": 0.0, "meta_adam_eps": 1e-8}
+"""Keys added after records existed, with the value that computes what trials computed
+before them: at that value they are left out of a trial's identity, so that a trial which
+runs as before keeps its id."""
+
+
 def trial_id(method: str, task: str, config: dict[str, Any], code: dict[str, str]) -> str:
-    """Stable identity of a trial: its names, full config and the plugin sources' hashes
-    (editing one method's file invalidates only that method's results)."""
+    """Stable identity of a trial: its names, full config (less IDENTITY_NEUTRAL keys at
+    their neutral values) and the plugin sources' hashes (editing one method's file
+    invalidates only that method's results)."""
+    config = {k: v for k, v in config.items()
+              if not (k in IDENTITY_NEUTRAL and v == IDENTITY_NEUTRAL[k])}
     blob = json.dumps({"method": method, "task": task, "config": config, "code": code},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
