@@ -246,12 +246,12 @@ def settings(imaml, darts):
     """The tutorial's settings (source lines at 922ebc6 unless said) beside our protocol's."""
     main = MAIN
     return [
-        setting("ways, shots", "omniglot.sh:2 (--ways 5 --shots 1)", (5, 1),
+        setting("ways, shots", f"{EXAMPLE}/omniglot.sh:2 (--ways 5 --shots 1)", (5, 1),
                 (darts["ways"], darts["shots"])),
         setting("query images per class", f"{main}:44-49, 77-86 (2 × shots samples, even "
                 "ones the support)", 1, darts["query"]),
-        setting("regulariser λ in λ/2 ‖θ − φ‖²", f"omniglot.sh:2 (--reg 0.01); {main}:69-74 "
-                "(reg Σ (θ − φ)², no ½)", 2 * TUTORIAL_REG, darts["proximal_lambda"],
+        setting("regulariser λ in λ/2 ‖θ − φ‖²", f"{EXAMPLE}/omniglot.sh:2 (--reg 0.01); "
+                f"{main}:69-74 (reg Σ (θ − φ)², no ½)", 2 * TUTORIAL_REG, darts["proximal_lambda"],
                 note="" if darts["proximal_lambda"] == imaml["proximal_lambda"] else
                 "imaml and darts rows disagree"),
         setting("inner steps", f"{main}:22 (--inner_steps 5), 184 (unroll_steps)", 5,
@@ -274,8 +274,8 @@ def settings(imaml, darts):
                 False, darts["unrolled_step"]),
         setting("darts: difference scale", "betty/configs/problem_dataclass.py "
                 "(darts_alpha)", 0.01, darts["fd_scale"]),
-        setting("imaml: CG steps", "examples/implicit_maml/main.py:208-210 at 0.2.1 "
-                "(cg_iterations=3)", RELEASE_CG_ITERATIONS, imaml["cg_steps"]),
+        setting("imaml: CG steps", "leopard-ai/betty@0.2.1 examples/implicit_maml/main.py:"
+                "208-210 (cg_iterations=3)", RELEASE_CG_ITERATIONS, imaml["cg_steps"]),
         setting("test adaptation steps", f"{main}:158", 5, darts["eval_inner_steps"]),
         setting("test adaptation keeps the regulariser", f"{main}:158-163 (plain CE)",
                 False, darts["test_proximal"] or imaml["test_proximal"]),
