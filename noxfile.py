@@ -25,7 +25,7 @@ def tests(session):
 def lint(session):
     """ruff on the whole tree, then mypy on benchsuite/ (settings: pyproject's [tool.mypy])."""
     session.run(PYTHON, "-m", "ruff", "check", "benchsuite", "methods", "tasks", "tests",
-                "benchmarks", "noxfile.py")
+                "benchmarks", "crosscheck", "noxfile.py")
     session.run(PYTHON, "-m", "mypy")
 
 
@@ -58,6 +58,27 @@ def bench(session):
                 *session.posargs)
     session.run(PYTHON, "-m", "benchmarks.performance", str(out / "benchmark.json"),
                 "--out", str(out))
+
+
+# The original implementations the differential checks run. Betty comes from the package
+# registry; betty-ml 0.2.1 declares Python < 3.11 (it imports on 3.11) and pins old
+# versions of what it uses, so it installs without its dependencies (torch and numpy are
+# the environment's). Not a pyproject extra: pip cannot express --no-deps per package.
+CROSSCHECK_PACKAGES = {"betty": "betty-ml==0.2.1"}
+
+
+@nox.session
+def crosscheck(session):
+    """The differential checks of crosscheck/ (docs/crosscheck.md): every named and paper
+    protocol whose original code is PyTorch against that code, on the same weights and
+    batches in float64, written to reports/CROSSCHECK.md; fails when a check does. The
+    original packages are installed into this environment when missing. `-- --quick`
+    runs the small versions the tests run."""
+    for module, requirement in CROSSCHECK_PACKAGES.items():
+        if importlib.util.find_spec(module) is None:
+            session.run(PYTHON, "-m", "pip", "install", "-q", "--no-deps",
+                        "--ignore-requires-python", requirement)
+    session.run(PYTHON, "-m", "crosscheck", *session.posargs, env={"OMP_NUM_THREADS": "1"})
 
 
 @nox.session

@@ -18,7 +18,14 @@ does not differentiate, so there it needs φ inside the inner loss: the proximal
 problem of iMAML, f(θ) + λ/2 ‖θ − φ‖² (λ = `proximal_lambda`), as Betty's iMAML example
 runs with its `darts` hypergradient (benchsuite/protocols/named/betty-imaml.toml). Then
 ∇²_{φ,w} f u = −λ u and the estimate is ξ λ ∇_w' F(w', φ) through the same difference.
-Test-time adaptation runs the same inner loop.
+Test-time adaptation runs the same inner loop unless `test_proximal` is false.
+
+Betty (leopard-ai/betty, betty/hypergradient/darts.py, release 0.2.1) reads the estimate
+"from the implicit differentiation perspective" instead: no unrolled step and no ξ, the
+inverse Hessian of the implicit gradient replaced by the identity,
+    dF/dφ ≈ ∂F/∂φ − ∇²_{φ,w} f(w, φ) u,   u = ∇_w F(w, φ)
+with the same central difference (`unrolled_step = false`; on the proximal problem,
+λ ∇_w F(w, φ)).
 """
 
 from dataclasses import dataclass
@@ -58,6 +65,12 @@ class DARTS(Method):
         proximal_lambda: Annotated[float, Positive] = 0.01
         """λ of the proximal inner problem on meta-initialisation tasks (Betty's iMAML
         example); unused elsewhere."""
+        unrolled_step: bool = True
+        """Whether the estimate takes the paper's unrolled step w' = w − ξ ∇_w f and
+        scales the mixed term by ξ; false is Betty's reading (no step, no ξ)."""
+        test_proximal: bool = True
+        """Whether test-time adaptation on a meta-initialisation task keeps the proximal
+        term (false: plain gradient descent from φ, as Betty's iMAML example tests)."""
 
     def inner_problem(self, task):
         """The problem whose inner loss w is trained on: the task's, or on
@@ -66,22 +79,29 @@ class DARTS(Method):
             return ProximalProblem(task, self.config["proximal_lambda"])
         return task
 
-    def adapt(self, task, phi, support_x, support_y, steps):
+    def inner_solution(self, task, phi, support_x, support_y):
+        """w: `inner_steps` gradient steps on the inner problem from θ₀."""
         return gradient_descent(self.inner_problem(task), task.initial_theta(phi), phi,
-                                support_x, support_y, steps, self.config["inner_lr"])
+                                support_x, support_y, self.config["inner_steps"],
+                                self.config["inner_lr"])
+
+    def adapt(self, task, phi, support_x, support_y, steps):
+        problem = self.inner_problem(task) if self.config["test_proximal"] else task
+        return gradient_descent(problem, task.initial_theta(phi), phi, support_x, support_y,
+                                steps, self.config["inner_lr"])
 
     def meta_gradient(self, task, phi, batch):
-        xi = self.config["inner_lr"]
+        unrolled = self.config["unrolled_step"]
+        xi = self.config["inner_lr"] if unrolled else 1.0
         problem = self.inner_problem(task)
 
         def task_hypergradient(phi, support_x, support_y, query_x, query_y):
             def inner_loss(theta, phi):
                 return problem.inner_loss(theta, phi, support_x, support_y)
 
-            w = tree_detach(self.adapt(task, phi, support_x, support_y,
-                                       self.config["inner_steps"]))
+            w = tree_detach(self.inner_solution(task, phi, support_x, support_y))
             w_unrolled = gradient_step(w, inner_gradient(problem, w, phi, support_x,
-                                                         support_y), xi)
+                                                         support_y), xi) if unrolled else w
             (u, outer_grad_phi), outer_value = grad_and_value(task.outer_loss, argnums=(0, 1))(
                 w_unrolled, phi, query_x, query_y)
             epsilon = self.config["fd_scale"] / torch.sqrt(tree_dot(u, u)).clamp_min(1e-30)

@@ -19,12 +19,18 @@ steps (the paper's few-shot settings); the inner steps and step size are the tas
 implicit assembly, the solve and the meta-batch are implicit-cg's (methods/implicit_cg.py):
 iMAML is that method with the proximal inner problem and its own CG system.
 
-Two settings of the paper's code (aravindr93/imaml_dev) for its few-shot runs:
-- `cg_damping` δ: CG solves (I + H/(λ + δ)) g = ∇_θ F, i.e. (H + (λ + δ)I) v = ∇_θ F
-  with g = (λ + δ) v: a Tikhonov term that keeps the system positive definite where H
-  has negative curvature. δ = 0 is the paper's equation.
-- `test_proximal`: whether test-time adaptation keeps the proximal term (λ); the paper's
-  Omniglot evaluation drops it (λ = 0: plain gradient descent from φ).
+The paper's code (aravindr93/imaml_dev, examples/omniglot_implicit_maml.py) runs its
+Omniglot experiments differently from the equations, and four settings follow it:
+- `inner_proximal`: the inner loop descends on g (Eq. 4; true) or on f alone (false: the
+  code's `learn_task` without `add_regularization`, line 107);
+- `pull_back`: after the inner steps, one gradient step on λ/2 ‖θ − φ‖² alone,
+  θ ← θ − αλ(θ − φ) (lines 108-112), the only place the code's λ enters θ*;
+- `cg_regularization` ρ and `cg_damping` δ: CG solves ((1 + ρ)I + H/(λ + δ)) g = ∇_θ F
+  (implicit_maml/learner_model.py:152, `regu_coef` and `lam_damping`), i.e.
+  (H + (1 + ρ)(λ + δ)I) v = ∇_θ F with g = (λ + δ) v; ρ = δ = 0 is the paper's equation.
+  The script passes its `--cg_damping` as ρ and leaves δ at its default 10 (line 124).
+`test_proximal` says whether test-time adaptation keeps the proximal term; the paper's
+Omniglot evaluation drops it (λ = 0: plain gradient descent from φ).
 """
 
 from dataclasses import dataclass
@@ -60,7 +66,17 @@ class IMAML(ImplicitCG):
         cg_steps: Annotated[int, AtLeast(1)] = 5
         """Q, the conjugate-gradient steps of Algorithm 2."""
         cg_damping: Annotated[float, AtLeast(0)] = 0.0
-        """δ: CG solves (I + H/(λ + δ)) g = ∇_θ F; 0 is the paper's equation."""
+        """δ: CG solves ((1 + ρ)I + H/(λ + δ)) g = ∇_θ F (imaml_dev's `lam_damping`); 0
+        is the paper's equation."""
+        cg_regularization: Annotated[float, AtLeast(0)] = 0.0
+        """ρ, the identity's extra weight in the same system (imaml_dev's `regu_coef`);
+        0 is the paper's equation."""
+        inner_proximal: bool = True
+        """Whether the inner loop descends on the proximal problem (Eq. 4; false: on the
+        task's loss f alone, as imaml_dev's Omniglot script)."""
+        pull_back: bool = False
+        """Whether one step θ ← θ − αλ(θ − φ) follows the inner loop of training
+        (imaml_dev's pull-back toward φ)."""
         test_proximal: bool = True
         """Whether test-time adaptation keeps the proximal term (false: plain gradient
         descent from φ, as the paper's Omniglot evaluation)."""
@@ -69,10 +85,15 @@ class IMAML(ImplicitCG):
         return ProximalProblem(task, self.config["proximal_lambda"])
 
     def inner_solution(self, task, phi, support_x, support_y):
-        """T gradient steps of size α on the proximal inner problem, from θ₀(φ)."""
-        return gradient_descent(self.inner_problem(task), task.initial_theta(phi), phi,
-                                support_x, support_y, self.config["inner_steps"],
-                                self.config["inner_lr"])
+        """T gradient steps of size α from θ₀(φ) on the proximal inner problem (or on f),
+        then the pull-back step if asked."""
+        alpha, lam = self.config["inner_lr"], self.config["proximal_lambda"]
+        problem = self.inner_problem(task) if self.config["inner_proximal"] else task
+        theta = gradient_descent(problem, task.initial_theta(phi), phi, support_x, support_y,
+                                 self.config["inner_steps"], alpha)
+        if self.config["pull_back"]:
+            theta = {k: theta[k] - alpha * lam * (theta[k] - phi[k]) for k in theta}
+        return theta
 
     def adapt(self, task, phi, support_x, support_y, steps):
         problem = self.inner_problem(task) if self.config["test_proximal"] else task
@@ -80,11 +101,10 @@ class IMAML(ImplicitCG):
                                 steps, self.config["inner_lr"])
 
     def solve(self, apply_hessian, rhs):
+        """v with (H + (1 + ρ)(λ + δ)I) v = ∇_θ F by CG, where `apply_hessian` gives
+        (H + λI) u, scaled so that the assembly's λ v is the hypergradient (λ + δ) v."""
         lam, damping = self.config["proximal_lambda"], self.config["cg_damping"]
-        if damping == 0:
-            return conjugate_gradient(apply_hessian, rhs, self.config["cg_steps"])
-        v = conjugate_gradient(lambda u: tree_add(apply_hessian(u), u, damping), rhs,
+        shift = (1 + self.config["cg_regularization"]) * (lam + damping) - lam
+        v = conjugate_gradient(lambda u: tree_add(apply_hessian(u), u, shift), rhs,
                                self.config["cg_steps"])
-        # the assembly multiplies by λ (the proximal loss's mixed derivative); the damped
-        # system's hypergradient is (λ + δ) v
         return {k: (lam + damping) / lam * x for k, x in v.items()}

@@ -33,11 +33,14 @@ def omniglot_data(monkeypatch):
 
 def test_paper_protocol_settings_reach_the_config_and_the_label(registry, omniglot_data):
     imaml, maml, trhg = (plan(registry, m, "omniglot")[0] for m in ("imaml", "maml", "trhg"))
-    assert {k: imaml.config[k] for k in ("inner_steps", "inner_lr", "proximal_lambda",
-                                         "cg_steps", "cg_damping", "meta_batch",
-                                         "eval_inner_steps", "test_proximal")} == {
-        "inner_steps": 16, "inner_lr": 0.1, "proximal_lambda": 2.0, "cg_steps": 5,
-        "cg_damping": 1.0, "meta_batch": 32, "eval_inner_steps": 16, "test_proximal": False}
+    assert {k: imaml.config[k] for k in (
+        "inner_steps", "inner_lr", "proximal_lambda", "inner_proximal", "pull_back",
+        "cg_steps", "cg_regularization", "cg_damping", "meta_batch", "meta_adam_eps",
+        "eval_inner_steps", "test_proximal", "query")} == {
+        "inner_steps": 16, "inner_lr": 0.1, "proximal_lambda": 2.0, "inner_proximal": False,
+        "pull_back": True, "cg_steps": 5, "cg_regularization": 1.0, "cg_damping": 10.0,
+        "meta_batch": 32, "meta_adam_eps": 1e-3, "eval_inner_steps": 16,
+        "test_proximal": False, "query": 1}
     assert imaml.protocol["label"] == "paper protocol"
     assert "imaml_dev" in imaml.protocol["source"] and imaml.protocol["deviations"]
     # MAML scores after the paper's 3 steps; a method without a protocol at its trained 1
@@ -63,10 +66,14 @@ def test_named_protocols_select_their_task_and_methods(registry, omniglot_data):
     specs = plan(registry, "all", "all", protocol="betty-imaml")
     assert [(s.method, s.task) for s in specs] == [("imaml", "omniglot"), ("darts", "omniglot")]
     for spec in specs:
-        assert spec.config["proximal_lambda"] == 0.01 and spec.config["inner_steps"] == 5
+        assert spec.config["proximal_lambda"] == 0.02 and spec.config["inner_steps"] == 5
         assert spec.config["inner_lr"] == 0.1 and spec.config["meta_batch"] == 16
         assert spec.config["meta_lr"] == 3e-4 and spec.config["test_episodes"] == 500
+        assert (spec.config["meta_optimizer"], spec.config["meta_weight_decay"],
+                spec.config["meta_lr_schedule"]) == ("adamw", 0.01, "cosine")
+        assert spec.config["query"] == 1 and not spec.config["test_proximal"]
         assert spec.protocol["label"] == "protocol betty-imaml"
+    assert specs[1].config["unrolled_step"] is False
     reptile = plan(registry, "all", "all", protocol="reptile-torch")[0]
     assert {k: reptile.config[k] for k in (
         "inner_lr", "inner_batch", "meta_lr", "iterations", "meta_batch", "hidden",
@@ -170,6 +177,30 @@ def test_imaml_damped_cg_solves_the_damped_system(registry):
     expected = torch.linalg.solve(eye + a / (lam + damping), outer_grad).squeeze(-1).mean(0)
     got = imaml(config).meta_gradient(task, phi, batch).grads["w"]
     assert torch.allclose(got, expected, rtol=1e-8, atol=1e-12)
+
+
+def test_imaml_as_its_code_runs_it_plain_steps_pull_back_and_regularised_cg(registry):
+    """imaml_dev's variant: T plain steps on f, one pull-back step θ ← θ − αλ(θ − φ), then
+    ((1 + ρ)I + A/(λ + δ))⁻¹ ∇F(θ*) (CG exact in 4-D), against the closed forms."""
+    imaml = registry.method("imaml").cls
+    rho, damping = 1.0, 10.0
+    config = {**ProximalQuadratic.defaults, **imaml.hyperparameters, "batching": "vmap",
+              "inner_proximal": False, "pull_back": True, "cg_regularization": rho,
+              "cg_damping": damping, "inner_steps": 7}
+    task = ProximalQuadratic(config, torch.device("cpu"))
+    phi = task.init_meta_params(torch.Generator().manual_seed(0))
+    batch = task.sample_batch("train", 3, torch.Generator().manual_seed(1))
+    lam, alpha, steps = config["proximal_lambda"], config["inner_lr"], config["inner_steps"]
+    a, b, d, c = batch.tensors()
+    eye = torch.eye(4, dtype=torch.float64)
+    minimum = torch.linalg.solve(a, b.unsqueeze(-1))
+    contraction = torch.linalg.matrix_power(eye - alpha * a, steps)
+    theta_plain = minimum + contraction @ (phi["w"].view(4, 1) - minimum)
+    theta_star = theta_plain - alpha * lam * (theta_plain - phi["w"].view(4, 1))
+    outer_grad = d.unsqueeze(-1) * (theta_star - c.unsqueeze(-1))
+    expected = torch.linalg.solve((1 + rho) * eye + a / (lam + damping), outer_grad)
+    got = imaml(config).meta_gradient(task, phi, batch).grads["w"]
+    assert torch.allclose(got, expected.squeeze(-1).mean(0), rtol=1e-8, atol=1e-12)
 
 
 def test_imaml_tests_without_the_proximal_term_when_asked(registry):

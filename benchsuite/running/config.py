@@ -76,10 +76,20 @@ class Settings:
     (Method.meta_trains)."""
     meta_lr: Annotated[float, Positive] = TASK
     """β, the meta-optimiser's step size on φ."""
-    meta_optimizer: Literal["adam", "sgd"] = "adam"
-    """The optimiser that steps φ with the hypergradient."""
-    meta_lr_schedule: Literal["constant", "linear"] = "constant"
-    """`linear` anneals meta_lr to 0 at the last iteration."""
+    meta_optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    """The optimiser that steps φ with the hypergradient: Adam, AdamW (Adam with
+    decoupled weight decay, Loshchilov & Hutter 2019) or plain SGD, as torch.optim
+    implements them (benchsuite.running.trial)."""
+    meta_weight_decay: Annotated[float, AtLeast(0)] = 0.0
+    """Weight decay on φ: decoupled with adamw (φ ← φ − η·wd·φ before the Adam step); with
+    adam and sgd an L2 term wd·φ added to the meta-gradient, as torch.optim applies it."""
+    meta_adam_eps: Annotated[float, Positive] = 1e-8
+    """ε in the denominator of adam's and adamw's step (torch's default 1e-8); unused by
+    sgd."""
+    meta_lr_schedule: Literal["constant", "linear", "cosine"] = "constant"
+    """How the rate changes over the iterations k < K: constant; linear, η(1 − k/K);
+    cosine, η/2 (1 + cos(πk/K)) (torch's CosineAnnealingLR with T_max = K). Both anneal to
+    0 at the last iteration."""
     test_episodes: Annotated[int, AtLeast(1)] = 600
     """Fixed, seeded meta-test episodes, the same for every method."""
     val_episodes: Annotated[int, AtLeast(1)] = 100
@@ -283,9 +293,18 @@ def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any
                              f"{', '.join(sorted(known))}")
 
 
+IDENTITY_NEUTRAL: dict[str, Any] = {"meta_weight_decay": 0.0, "meta_adam_eps": 1e-8}
+"""Keys added after records existed, with the value that computes what trials computed
+before them: at that value they are left out of a trial's identity, so that a trial which
+runs as before keeps its id."""
+
+
 def trial_id(method: str, task: str, config: dict[str, Any], code: dict[str, str]) -> str:
-    """Stable identity of a trial: its names, full config and the plugin sources' hashes
-    (editing one method's file invalidates only that method's results)."""
+    """Stable identity of a trial: its names, full config (less IDENTITY_NEUTRAL keys at
+    their neutral values) and the plugin sources' hashes (editing one method's file
+    invalidates only that method's results)."""
+    config = {k: v for k, v in config.items()
+              if not (k in IDENTITY_NEUTRAL and v == IDENTITY_NEUTRAL[k])}
     blob = json.dumps({"method": method, "task": task, "config": config, "code": code},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -284,7 +284,8 @@ def rerun_config(record: Mapping[str, Any]) -> dict[str, Any]:
     record's identity holds), on the CPU when it ran on CUDA and this machine has none."""
     import torch
 
-    config = dict(record["config"])
+    # a runner key added after the record was written takes its default, which is what ran
+    config = {**configuration.RUNNER_DEFAULTS, **record["config"]}
     if torch.device(config["device"]).type == "cuda" and not torch.cuda.is_available():
         config["device"] = "cpu"
     return config

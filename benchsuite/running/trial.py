@@ -40,21 +40,26 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
+
+
 def make_optimizer(config: dict, params: list[torch.Tensor]) -> torch.optim.Optimizer:
-    if config["meta_optimizer"] == "adam":
-        return torch.optim.Adam(params, lr=config["meta_lr"])
-    if config["meta_optimizer"] == "sgd":
-        return torch.optim.SGD(params, lr=config["meta_lr"])
-    raise ValueError(f"meta_optimizer {config['meta_optimizer']!r}: use adam or sgd")
+    """The optimiser on φ that the config's engine Settings name (benchsuite.running.config)."""
+    kind = config["meta_optimizer"]
+    eps = {} if kind == "sgd" else {"eps": config["meta_adam_eps"]}
+    return OPTIMIZERS[kind](params, lr=config["meta_lr"],
+                            weight_decay=config["meta_weight_decay"], **eps)
 
 
 def make_schedule(config: dict, optimizer: torch.optim.Optimizer):
-    if config["meta_lr_schedule"] == "constant":
-        return None
+    """The rate's schedule over the trial's iterations (None: constant), stepped once per
+    meta-iteration."""
+    total = max(1, config["iterations"])
     if config["meta_lr_schedule"] == "linear":
-        total = max(1, config["iterations"])
         return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda done: 1 - done / total)
-    raise ValueError(f"meta_lr_schedule {config['meta_lr_schedule']!r}: use constant or linear")
+    if config["meta_lr_schedule"] == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total)
+    return None
 
 
 def summarize(values: torch.Tensor) -> dict[str, float]:
