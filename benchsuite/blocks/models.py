@@ -7,6 +7,7 @@ fixes φ₀ for every method alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,17 +33,24 @@ def mlp_init(sizes: list[int], generator: torch.Generator) -> Params:
     return params
 
 
-def mlp_forward(params: Params, x: torch.Tensor,
-                transforms: LayerTransforms | None = None) -> torch.Tensor:
-    """ReLU MLP; the last layer is linear. With `transforms`, layer i's affine output
-    passes through `transforms[i]` before the nonlinearity (see contract.Task.layers)."""
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu,
+                                                                 "tanh": torch.tanh}
+"""The hidden layers' nonlinearities an MLP can use, by name."""
+
+
+def mlp_forward(params: Params, x: torch.Tensor, transforms: LayerTransforms | None = None,
+                activation: str = "relu") -> torch.Tensor:
+    """MLP with `activation` (ACTIVATIONS) after every hidden layer; the last layer is
+    linear. With `transforms`, layer i's affine output passes through `transforms[i]`
+    before the nonlinearity (see contract.Task.layers)."""
+    nonlinearity = ACTIVATIONS[activation]
     n_layers = len(params) // 2
     for i in range(n_layers):
         x = F.linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
         if transforms is not None:
             x = transforms[i](x)
         if i < n_layers - 1:
-            x = F.relu(x)
+            x = nonlinearity(x)
     return x
 
 

@@ -1,0 +1,1 @@
+"""Differential checks of the suite's protocols against the code of their sources."""
