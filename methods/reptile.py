@@ -57,6 +57,11 @@ class Reptile(Method):
     class Settings:
         inner_batch: Annotated[int, AtLeast(1)] = 5
         """Examples per inner mini-batch step."""
+        eval_inner_batch: Annotated[int, AtLeast(0)] = 0
+        """Examples per test-time adaptation step; 0: `inner_batch`."""
+        inner_loss: Literal["mean", "sum"] = "mean"
+        """The inner steps' loss: the batch's mean, or its sum (TensorFlow's `minimize` of
+        a per-example loss, as supervised-reptile's models.py:27-30)."""
         inner_batches: Literal["cycle", "shuffled", "resampled"] = "cycle"
         """How the mini-batches are drawn: in order, cycling through the training examples;
         from passes over them, each reshuffled (supervised-reptile); or each a fresh draw
@@ -75,11 +80,11 @@ class Reptile(Method):
         self.carried: AdamState | None = None
         """The Adam state after the last meta-training task, with `carried` moments."""
 
-    def inner_loop(self, task, phi, x, y, steps, state: AdamState | None):
-        """θ after `steps` mini-batch steps from θ₀(φ) on (x, y), and the Adam state after
-        them (None for SGD)."""
+    def inner_loop(self, task, phi, x, y, steps, state: AdamState | None, size: int):
+        """θ after `steps` steps on mini-batches of `size` from θ₀(φ) on (x, y), and the
+        Adam state after them (None for SGD)."""
         theta = task.initial_theta(phi)
-        n, size, rule = x.shape[0], self.config["inner_batch"], self.config["inner_batches"]
+        n, rule = x.shape[0], self.config["inner_batches"]
         rows = None if rule == "cycle" else minibatch_rows(n, size, steps, rule, x.device)
         adam = self.config["inner_optimizer"] == "adam"
         if adam and state is None:
@@ -88,6 +93,8 @@ class Reptile(Method):
             start = (step * size) % n
             batch = slice(start, min(start + size, n)) if rows is None else rows[step]
             g = inner_gradient(task, theta, phi, x[batch], y[batch])
+            if self.config["inner_loss"] == "sum":
+                g = {k: v * y[batch].shape[0] for k, v in g.items()}
             if state is not None:
                 g, state = adam_direction(g, state)
             theta = gradient_step(theta, g, self.config["inner_lr"])
@@ -99,7 +106,9 @@ class Reptile(Method):
         return self.carried if carry else None
 
     def adapt(self, task, phi, support_x, support_y, steps):
-        return self.inner_loop(task, phi, support_x, support_y, steps, self.start_state())[0]
+        size = self.config["eval_inner_batch"] or self.config["inner_batch"]
+        return self.inner_loop(task, phi, support_x, support_y, steps, self.start_state(),
+                               size)[0]
 
     def meta_gradient(self, task, phi, batch):
         steps = self.config["inner_steps"]
@@ -116,7 +125,8 @@ class Reptile(Method):
             else:
                 def adapted_weights(phi, support_x, support_y, query_x, query_y):
                     x, y = training_data(support_x, support_y, query_x, query_y)
-                    theta = self.inner_loop(task, phi, x, y, steps, None)[0]
+                    theta = self.inner_loop(task, phi, x, y, steps, None,
+                                            self.config["inner_batch"])[0]
                     return theta, task.outer_loss(theta, phi, query_x, query_y)
 
                 weights, losses = over_tasks(adapted_weights, self.config["batching"],
@@ -132,7 +142,7 @@ class Reptile(Method):
             sx, sy, qx, qy = (part[t] for part in batch.tensors())
             x, y = training_data(sx, sy, qx, qy)
             theta, self.carried = self.inner_loop(task, phi, x, y, self.config["inner_steps"],
-                                                  self.carried)
+                                                  self.carried, self.config["inner_batch"])
             weights.append(theta)
             losses.append(task.outer_loss(theta, phi, qx, qy))
         return {k: torch.stack([w[k] for w in weights]) for k in phi}, torch.stack(losses)

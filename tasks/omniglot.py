@@ -93,6 +93,9 @@ class Omniglot(FewShotClassification):
         """K, the support images per class."""
         query: Annotated[int, AtLeast(1)] = 15
         """Query images per class, training and test episodes."""
+        train_query: Annotated[int, AtLeast(0)] = 0
+        """Query images per class in training episodes, if not 0 (then `query`): a method
+        that trains on support and query trains on `shots + train_query` per class."""
         filters: Annotated[int, AtLeast(1)] = 64
         """Channels of each of conv-4's convolutions."""
         rotations: bool = True
@@ -110,6 +113,10 @@ class Omniglot(FewShotClassification):
         **CONV_EXECUTION,
     }
     quick = {"iterations": 1000}
+
+    def query_per_class(self, split):
+        c = self.config
+        return c["train_query"] if split == "train" and c["train_query"] else c["query"]
 
     @classmethod
     def data_problem(cls, root, config):

@@ -177,11 +177,16 @@ class FewShotClassification(Task):
             self.images[split] = self.load_split(split)
         return self.images[split]
 
+    def query_per_class(self, split: str) -> int:
+        """Query images per class in the episodes of `split` (a task may train on more)."""
+        return self.config["query"]
+
     def sample_batch(self, split, size, generator):
         if split not in self.samplers:
             c = self.config
             self.samplers[split] = EpisodeSampler(self.split_images(split), c["ways"],
-                                                  c["shots"], c["query"], split)
+                                                  c["shots"], self.query_per_class(split),
+                                                  split)
         return self.samplers[split].sample(size, generator)
 
     def labelled_training_examples(self):
