@@ -11,7 +11,8 @@ query set. The model is an MLP 1-64-64-1 with ReLU by default (`hidden`,
 (benchsuite/blocks/regression.py). Beside it, every test episode records Reptile-Torch's own
 score, `support_loss_drop`: |f(θ₀; S) − f(θ; S)|, how much adaptation lowered the loss on
 the support points it adapted on (Reptile-Torch's `Reptile.eval` divides it by a "sample
-size"; docs/protocols.md).
+size"; docs/protocols.md). Test episodes are also scored after 1, 2, …, 10 steps
+(`eval_steps`, diagnostics).
 """
 
 from dataclasses import dataclass
