@@ -217,8 +217,6 @@ def settings_table(config, first_batch, cycled) -> list[Setting]:
          [c["meta_lr"], 0.0, c["meta_lr_schedule"]]),
         ("meta-update: interpolation (SGD on φ − W̄)", "reptile.py:73-74, variables.py:8-12",
          "sgd", c["meta_optimizer"]),
-        ("meta-iterations", "README --meta-iters", META_ITERS, c["iterations"]),
-        ("evaluation tasks", "args.py:35 --eval-samples", 10_000, c["test_episodes"]),
         ("weight decay (rate 1: none)", "args.py:37, variables.py:41-48", 1.0, 1.0),
     ]
     settings = [Setting(name, line, theirs, ours, theirs == ours)
@@ -234,7 +232,7 @@ def update_differences(config, quick: bool) -> list[Difference]:
     """(a) two meta-iterations of 5 tasks and (b) one test episode, ours against theirs on
     the same φ₀, episodes and batches."""
     filters = 8 if quick else config["filters"]
-    config = {**config, "filters": filters, "batching": "loop"}
+    config = {**config, "filters": filters, "batching": "loop", "iterations": META_ITERS}
     task, method, phi = built_in_float64("reptile", "omniglot", config, SEED)
     generator = torch.Generator().manual_seed(SEED)
     batches = [seeded_episodes(META_BATCH, config["train_query"], generator)
@@ -279,6 +277,19 @@ def update_differences(config, quick: bool) -> list[Difference]:
     ]
 
 
+def schedule_difference(config) -> Difference:
+    """The meta-step at iterations across a run of the paper's length: the trial's
+    schedule against train.py:54-55."""
+    config = {**config, "iterations": META_ITERS}
+    optimizer = make_optimizer(config, [torch.zeros(1, requires_grad=True)])
+    factor = make_schedule(config, optimizer).lr_lambdas[0]
+    points = [0, 1, META_ITERS // 3, META_ITERS // 2, META_ITERS - 1]
+    ours = torch.tensor([config["meta_lr"] * factor(i) for i in points], dtype=torch.float64)
+    theirs = torch.tensor([their_meta_step_size(i) for i in points], dtype=torch.float64)
+    return Difference("meta-step at iterations 0, 1, N/3, N/2, N − 1 (N = 100,000)",
+                      relative_difference(ours, theirs), TOLERANCE, "train.py:54-55")
+
+
 def compare_weights(quantity: str, ours, theirs, note: str) -> list[Difference]:
     """Relative difference of all weights but the conv biases, and the conv biases'
     absolute one: batch norm cancels their gradient, so both sides hold 0 plus rounding
@@ -303,7 +314,7 @@ def check(config: dict, quick: bool = False) -> Check:
     from benchsuite.running import protocols
 
     differences, first_batch, cycled = rule_differences(config, quick)
-    differences += update_differences(config, quick)
+    differences += [schedule_difference(config), *update_differences(config, quick)]
     protocol = protocols.load(protocols.ROOT).for_trial("reptile", "omniglot")
     return Check("reptile (paper protocol, omniglot)", SOURCE,
                  settings_table(config, first_batch, cycled), differences,
