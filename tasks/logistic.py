@@ -3,14 +3,20 @@ Reptile tutorial after Nichol et al. 2018), in the style of MAML's sinusoid (Fin
 2017, Section 5.1).
 
 A task is y = L / (1 + exp(−k (x − x₀))) with L, k and x₀ drawn uniformly (ranges below);
-its `samples` = 100 inputs are drawn uniformly from [−r, r] with the sample radius r = 4,
-`shots` of them form the support set and the rest the query set. The model is an MLP
-1-64-64-1 with ReLU; the loss and the metric are the mean squared error
-(benchsuite/blocks/regression.py). The write-up's evaluation range (1, 11) is `eval_steps`: test
-episodes are scored after 1, 2, …, 10 inner steps.
+its `samples` = 100 inputs are drawn uniformly from [−r, r] with the sample radius r = 4
+(or, with `inputs = "grid"`, are the evenly spaced grid of [−r, r] that Reptile-Torch
+uses, in a random order per task), `shots` of them form the support set and the rest the
+query set. The model is an MLP 1-64-64-1 with ReLU by default (`hidden`,
+`hidden_layers`, `activation`); the loss and the metric are the mean squared error
+(benchsuite/blocks/regression.py). Beside it, every test episode records Reptile-Torch's own
+score, `support_loss_drop`: |f(θ₀; S) − f(θ; S)|, how much adaptation lowered the loss on
+the support points it adapted on (Reptile-Torch's `Reptile.eval` divides it by a "sample
+size"; docs/protocols.md). Test episodes are also scored after 1, 2, …, 10 steps
+(`eval_steps`, diagnostics).
 """
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -45,8 +51,15 @@ class Logistic(MLPRegression):
         """Lower end of the midpoint x₀ ~ U[midpoint_min, midpoint_max]."""
         midpoint_max: float = 2.0
         """Upper end of the midpoint x₀."""
+        inputs: Literal["uniform", "grid"] = "uniform"
+        """Where the points lie: drawn uniformly from [−r, r], or the `samples` evenly
+        spaced points from −r to r (the same for every task), shuffled per task."""
         hidden: Annotated[int, AtLeast(1)] = 64
-        """Units in each of the MLP's two hidden layers."""
+        """Units in each of the MLP's hidden layers."""
+        hidden_layers: Annotated[int, AtLeast(1)] = 2
+        """The MLP's hidden layers."""
+        activation: Literal["relu", "tanh"] = "relu"
+        """The hidden layers' nonlinearity."""
 
     defaults = {
         "inner_steps": 5, "inner_lr": 0.02,
@@ -55,6 +68,7 @@ class Logistic(MLPRegression):
         "eval_inner_steps": 5, "eval_steps": tuple(range(1, 11)),
     }
     quick = {"iterations": 2000}
+    extra_metrics = ("support_loss_drop",)
 
     @classmethod
     def check_config(cls, config):
@@ -67,6 +81,18 @@ class Logistic(MLPRegression):
                 problems.append(f"{name}_min must not exceed {name}_max")
         return problems
 
+    def layer_sizes(self):
+        c = self.config
+        return [1, *[c["hidden"]] * c["hidden_layers"], 1]
+
+    def activation(self):
+        return self.config["activation"]
+
+    def adaptation_metrics(self, theta_start, theta, phi, support_x, support_y):
+        before = self.inner_loss(theta_start, phi, support_x, support_y)
+        after = self.inner_loss(theta, phi, support_x, support_y)
+        return {"support_loss_drop": (before - after).abs()}
+
     def uniform(self, name: str, shape: tuple[int, ...], generator: torch.Generator):
         low, high = self.config[f"{name}_min"], self.config[f"{name}_max"]
         return low + (high - low) * torch.rand(shape, generator=generator)
@@ -77,7 +103,12 @@ class Logistic(MLPRegression):
         slope = self.uniform("slope", (size, 1, 1), generator)
         midpoint = self.uniform("midpoint", (size, 1, 1), generator)
         radius = c["sample_radius"]
-        x = (2 * torch.rand(size, c["samples"], 1, generator=generator) - 1) * radius
+        if c["inputs"] == "grid":
+            grid = torch.linspace(-radius, radius, c["samples"])
+            x = grid[torch.rand(size, c["samples"], generator=generator).argsort(dim=1)]
+            x = x.unsqueeze(-1)
+        else:
+            x = (2 * torch.rand(size, c["samples"], 1, generator=generator) - 1) * radius
         y = height * torch.sigmoid(slope * (x - midpoint))
         k = c["shots"]
         return EpisodeBatch(x[:, :k], y[:, :k], x[:, k:], y[:, k:])

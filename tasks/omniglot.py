@@ -25,6 +25,11 @@ from PIL import Image
 
 from benchsuite.blocks.data import missing_message
 from benchsuite.blocks.fewshot import CONV_EXECUTION, ClassImages, FewShotClassification
+from benchsuite.blocks.models import (
+    conv4_strided_feature_size,
+    conv4_strided_forward,
+    conv4_strided_init,
+)
 from benchsuite.core.settings import Annotated, AtLeast
 
 IMAGE_SETS = ("images_background", "images_evaluation")
@@ -93,8 +98,15 @@ class Omniglot(FewShotClassification):
         """K, the support images per class."""
         query: Annotated[int, AtLeast(1)] = 15
         """Query images per class, training and test episodes."""
+        train_query: Annotated[int, AtLeast(0)] = 0
+        """Query images per class in training episodes, if not 0 (then `query`): a method
+        that trains on support and query trains on `shots + train_query` per class."""
         filters: Annotated[int, AtLeast(1)] = 64
         """Channels of each of conv-4's convolutions."""
+        network: Literal["conv4", "conv4-strided"] = "conv4"
+        """conv-4 with 2×2 max-pooling, or with stride-2 convolutions, no pooling, batch
+        norm ε = 1e-3 and Glorot-uniform kernels (MAML's and supervised-reptile's
+        TensorFlow Omniglot network)."""
         rotations: bool = True
         """Whether a character turned by 90°, 180° and 270° is a class of its own."""
         class_split: Literal["pooled", "background-evaluation"] = "pooled"
@@ -110,6 +122,27 @@ class Omniglot(FewShotClassification):
         **CONV_EXECUTION,
     }
     quick = {"iterations": 1000}
+
+    def init_meta_params(self, generator):
+        if self.config["network"] == "conv4":
+            return super().init_meta_params(generator)
+        c = self.config
+        return conv4_strided_init(self.channels, c["filters"], self.image_size, c["ways"],
+                                  generator)
+
+    def forward(self, params, x):
+        if self.config["network"] == "conv4":
+            return super().forward(params, x)
+        return conv4_strided_forward(params, x)
+
+    def feature_size(self):
+        if self.config["network"] == "conv4":
+            return super().feature_size()
+        return conv4_strided_feature_size(self.config["filters"], self.image_size)
+
+    def query_per_class(self, split):
+        c = self.config
+        return c["train_query"] if split == "train" and c["train_query"] else c["query"]
 
     @classmethod
     def data_problem(cls, root, config):

@@ -8,7 +8,7 @@ import torch
 from torch.func import grad
 
 from benchsuite.core.errors import UsageError
-from benchsuite.methods.reptile import adam_direction
+from benchsuite.methods.reptile import AdamState, adam_direction
 from benchsuite.running import planning, runner
 from benchsuite.running import protocols as protocol_files
 from tests.conftest import SHARED_OMNIGLOT
@@ -76,11 +76,13 @@ def test_named_protocols_select_their_task_and_methods(registry, omniglot_data):
     assert specs[1].config["unrolled_step"] is False
     reptile = plan(registry, "all", "all", protocol="reptile-torch")[0]
     assert {k: reptile.config[k] for k in (
-        "inner_lr", "inner_batch", "meta_lr", "iterations", "meta_batch", "hidden",
-        "test_episodes", "shots", "sample_radius", "samples", "eval_steps")} == {
-        "inner_lr": 0.02, "inner_batch": 5, "meta_lr": 0.1, "iterations": 10000,
-        "meta_batch": 10, "hidden": 32, "test_episodes": 32, "shots": 10,
-        "sample_radius": 4.0, "samples": 100, "eval_steps": tuple(range(1, 11))}
+        "inner_lr", "inner_batch", "inner_steps", "inner_batches", "meta_lr", "iterations",
+        "meta_batch", "hidden", "hidden_layers", "activation", "inputs", "test_episodes",
+        "shots", "sample_radius", "samples", "eval_inner_steps")} == {
+        "inner_lr": 0.02, "inner_batch": 10, "inner_steps": 50, "inner_batches": "resampled",
+        "meta_lr": 0.1, "iterations": 1000, "meta_batch": 1, "hidden": 32, "hidden_layers": 3,
+        "activation": "tanh", "inputs": "grid", "test_episodes": 100, "shots": 10,
+        "sample_radius": 4.0, "samples": 100, "eval_inner_steps": 32}
 
 
 @pytest.mark.parametrize("methods, tasks, protocol, message", [
@@ -131,20 +133,25 @@ def test_kept_records_get_the_protocol_label(registry, tmp_path):
     assert read_record(spec.path)["metrics"] == record["metrics"]
 
 
-def test_reptile_adam_is_torch_adam_with_beta1_zero():
-    """Adam's direction with β₁ = 0 against torch.optim.Adam on the same gradients."""
+def test_reptile_adam_is_tensorflows_adam_with_beta1_zero():
+    """Adam's direction with β₁ = 0 as TensorFlow's AdamOptimizer steps (ε added to √v, the
+    bias correction in the rate) against torch.optim.Adam, whose ε is added to √v̂: the two
+    agree when torch's ε at step t is ε/√(1 − β₂ᵗ). Gradients of the size of ε, where the
+    placement matters."""
     torch.manual_seed(0)
     theta = {"w": torch.randn(5, dtype=torch.float64)}
     reference = theta["w"].clone().requires_grad_()
-    optimizer = torch.optim.Adam([reference], lr=1e-2, betas=(0.0, 0.999), eps=1e-8)
-    moment = {"w": torch.zeros(5, dtype=torch.float64)}
+    optimizer = torch.optim.Adam([reference], lr=1e-2, betas=(0.0, 0.999))
+    state = AdamState({"w": torch.zeros(5, dtype=torch.float64)}, 0)
     for step in range(1, 5):
-        g = {"w": torch.randn(5, dtype=torch.float64)}
-        direction, moment = adam_direction(g, moment, step)
+        g = {"w": 1e-8 * torch.randn(5, dtype=torch.float64)}
+        direction, state = adam_direction(g, state)
         theta = {"w": theta["w"] - 1e-2 * direction["w"]}
         reference.grad = g["w"].clone()
+        optimizer.param_groups[0]["eps"] = 1e-8 / (1 - 0.999 ** step) ** 0.5
         optimizer.step()
         torch.testing.assert_close(theta["w"], reference.detach(), rtol=1e-12, atol=1e-14)
+    assert state.step == 4
 
 
 def test_reptile_trains_on_support_and_query_when_asked(registry):

@@ -177,11 +177,16 @@ class FewShotClassification(Task):
             self.images[split] = self.load_split(split)
         return self.images[split]
 
+    def query_per_class(self, split: str) -> int:
+        """Query images per class in the episodes of `split` (a task may train on more)."""
+        return self.config["query"]
+
     def sample_batch(self, split, size, generator):
         if split not in self.samplers:
             c = self.config
             self.samplers[split] = EpisodeSampler(self.split_images(split), c["ways"],
-                                                  c["shots"], c["query"], split)
+                                                  c["shots"], self.query_per_class(split),
+                                                  split)
         return self.samplers[split].sample(size, generator)
 
     def labelled_training_examples(self):
@@ -192,6 +197,14 @@ class FewShotClassification(Task):
         c = self.config
         return conv4_init(self.channels, c["filters"], self.image_size, c["ways"], generator)
 
+    def forward(self, params: Params, x: torch.Tensor) -> torch.Tensor:
+        """The network's logits (conv-4 with max-pooling; a task may offer another)."""
+        return conv4_forward(params, x)
+
+    def feature_size(self) -> int:
+        """Width of the features the head reads."""
+        return conv4_feature_size(self.config["filters"], self.image_size)
+
     def initial_theta(self, phi):
         return dict(phi)
 
@@ -200,13 +213,13 @@ class FewShotClassification(Task):
         return theta
 
     def inner_loss(self, theta, phi, x, y):
-        return F.cross_entropy(conv4_forward(self.network(theta, phi), x), y)
+        return F.cross_entropy(self.forward(self.network(theta, phi), x), y)
 
     def outer_loss(self, theta, phi, x, y):
         return self.inner_loss(theta, phi, x, y)
 
     def score(self, theta, phi, x, y):
-        return (conv4_forward(self.network(theta, phi), x).argmax(-1) == y).float()
+        return (self.forward(self.network(theta, phi), x).argmax(-1) == y).float()
 
 
 class HyperRepresentation(FewShotClassification):
@@ -223,8 +236,7 @@ class HyperRepresentation(FewShotClassification):
 
     def initial_theta(self, phi):
         c = self.config
-        features = conv4_feature_size(c["filters"], self.image_size)
-        weight = next(iter(phi.values())).new_zeros(c["ways"], features)
+        weight = next(iter(phi.values())).new_zeros(c["ways"], self.feature_size())
         return {"head.weight": weight, "head.bias": weight.new_zeros(c["ways"])}
 
     def network(self, theta, phi):

@@ -7,6 +7,7 @@ fixes φ₀ for every method alike.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,17 +33,24 @@ def mlp_init(sizes: list[int], generator: torch.Generator) -> Params:
     return params
 
 
-def mlp_forward(params: Params, x: torch.Tensor,
-                transforms: LayerTransforms | None = None) -> torch.Tensor:
-    """ReLU MLP; the last layer is linear. With `transforms`, layer i's affine output
-    passes through `transforms[i]` before the nonlinearity (see contract.Task.layers)."""
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {"relu": F.relu,
+                                                                 "tanh": torch.tanh}
+"""The hidden layers' nonlinearities an MLP can use, by name."""
+
+
+def mlp_forward(params: Params, x: torch.Tensor, transforms: LayerTransforms | None = None,
+                activation: str = "relu") -> torch.Tensor:
+    """MLP with `activation` (ACTIVATIONS) after every hidden layer; the last layer is
+    linear. With `transforms`, layer i's affine output passes through `transforms[i]`
+    before the nonlinearity (see contract.Task.layers)."""
+    nonlinearity = ACTIVATIONS[activation]
     n_layers = len(params) // 2
     for i in range(n_layers):
         x = F.linear(x, params[f"layers.{i}.weight"], params[f"layers.{i}.bias"])
         if transforms is not None:
             x = transforms[i](x)
         if i < n_layers - 1:
-            x = F.relu(x)
+            x = nonlinearity(x)
     return x
 
 
@@ -119,4 +127,68 @@ def conv4_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
                      padding=1)
         x = batch_norm(x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"])
         x = F.relu(F.max_pool2d(x, 2))
+    return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])
+
+
+# -- conv-4 with strided convolutions (Finn et al.'s and supervised-reptile's Omniglot net) --------
+STRIDED_BATCH_NORM_EPS = 1e-3
+"""TensorFlow's batch-norm ε (tf.layers.batch_normalization, tf.contrib.layers.batch_norm)."""
+
+
+def glorot_uniform(shape: tuple[int, ...], fan_in: int, fan_out: int,
+                   generator: torch.Generator) -> torch.Tensor:
+    """U(−√(6/(fan_in + fan_out)), +√(6/(fan_in + fan_out))): TensorFlow's default kernel
+    initialisation (glorot_uniform)."""
+    bound = math.sqrt(6.0 / (fan_in + fan_out))
+    return (torch.rand(shape, generator=generator) * 2 - 1) * bound
+
+
+def same_size(size: int) -> int:
+    """Output size of a stride-2 convolution with TensorFlow's "same" padding: ⌈size/2⌉."""
+    return -(-size // 2)
+
+
+def conv4_strided_feature_size(filters: int, image_size: int) -> int:
+    """Width of the flattened features after four stride-2 convolutions."""
+    for _ in range(CONV4_BLOCKS):
+        image_size = same_size(image_size)
+    return filters * image_size * image_size
+
+
+def conv4_strided_init(channels: int, filters: int, image_size: int, ways: int,
+                       generator: torch.Generator) -> Params:
+    """Four blocks of 3×3 stride-2 conv (`filters` channels) → batch norm → ReLU, no
+    pooling, then a linear head: the Omniglot network of openai/supervised-reptile
+    (models.py, OmniglotModel) and of MAML's code. Kernels Glorot-uniform, biases zero
+    (tf.layers' defaults). Keys as conv4_init's."""
+    params = {}
+    fan_in_channels = channels
+    for i in range(CONV4_BLOCKS):
+        params[f"block{i}.conv.weight"] = glorot_uniform(
+            (filters, fan_in_channels, 3, 3), fan_in_channels * 9, filters * 9, generator)
+        params[f"block{i}.conv.bias"] = torch.zeros(filters)
+        params[f"block{i}.norm.weight"] = torch.ones(filters)
+        params[f"block{i}.norm.bias"] = torch.zeros(filters)
+        fan_in_channels = filters
+    features = conv4_strided_feature_size(filters, image_size)
+    params["head.weight"] = glorot_uniform((ways, features), features, ways, generator)
+    params["head.bias"] = torch.zeros(ways)
+    return params
+
+
+def conv4_strided_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+    """Logits of conv4_strided_init's network for images (N, C, H, W). TensorFlow's "same"
+    padding for a stride-2 3×3 convolution pads max(2(⌈n/2⌉ − 1) + 3 − n, 0) rows, the
+    extra one at the bottom (and columns, at the right); batch norm on the batch's
+    statistics with ε = 1e-3."""
+    for i in range(CONV4_BLOCKS):
+        height, width = x.shape[-2:]
+        rows = max(2 * (same_size(height) - 1) + 3 - height, 0)
+        cols = max(2 * (same_size(width) - 1) + 3 - width, 0)
+        x = F.pad(x, (cols // 2, cols - cols // 2, rows // 2, rows - rows // 2))
+        x = F.conv2d(x, params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"],
+                     stride=2)
+        x = batch_norm(x, params[f"block{i}.norm.weight"], params[f"block{i}.norm.bias"],
+                       eps=STRIDED_BATCH_NORM_EPS)
+        x = F.relu(x)
     return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])

@@ -141,6 +141,17 @@ class Task:
         return None
 
     # -- data and extra results --------------------------------------------------------------
+    extra_metrics: ClassVar[tuple[str, ...]] = ()
+    """Names of the per-episode values `adaptation_metrics` returns, recorded beside
+    `metric` after the main number of test-time steps (a source's own score)."""
+
+    def adaptation_metrics(self, theta_start: Params, theta: Params, phi: Params,
+                           support_x: torch.Tensor, support_y: torch.Tensor
+                           ) -> dict[str, torch.Tensor]:
+        """One test episode's `extra_metrics`, from θ before (θ₀(φ)) and after adaptation
+        on its support set (single task, like `score`)."""
+        return {}
+
     @classmethod
     def check_data(cls, config: Mapping[str, Any]) -> str | None:
         """Why the task's data cannot be used (one line saying what to put where), or None.

@@ -18,7 +18,7 @@ import torch
 import torch._dynamo  # noqa: F401  (see below)
 
 from benchsuite.core import statistics as stats
-from benchsuite.core.contract import EpisodeBatch, MetaGradient, Method, Params, Task
+from benchsuite.core.contract import EpisodeBatch, MetaGradient, Method, Params, Task, task_part
 from benchsuite.core.execution import chunked_meta_gradient, describe
 from benchsuite.core.functional import flatten, over_tasks
 from benchsuite.core.seeding import derive_seed, generator
@@ -269,6 +269,33 @@ def evaluate_on_test(method: Method, task: Task, phi: Params, episodes: EpisodeB
         metrics[f"{prefix}_iqm"] = robust["iqm"]
         metrics[f"{task.metric}_at_{steps}_steps"] = summary["mean"]
         metrics["episode_scores"][str(steps)] = stats.encode_scores(scores)
+    if task.extra_metrics:
+        extra = adaptation_metrics(method, task, phi, episodes, config["eval_inner_steps"],
+                                   config)
+        for name, values in extra.items():
+            summary = summarize(values)
+            metrics.update({name: summary["mean"], f"{name}_ci95": summary["ci95"],
+                            f"{name}_std": summary["std"], f"{name}_n": summary["n"]})
     metrics.update(task.final_metrics(phi))
     metrics.update(method.final_metrics(task, phi))
     return metrics
+
+
+def adaptation_metrics(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,
+                       steps: int, config: dict) -> dict[str, torch.Tensor]:
+    """The task's `extra_metrics` of every episode after `steps` adaptation steps, each a
+    tensor over the episodes (in chunks of `eval_chunk`, without autograd, as
+    `episode_scores`)."""
+    def metrics_one(phi, sx, sy, qx, qy):
+        theta = method.adapt(task, phi, sx, sy, steps)
+        own = task_part(phi)
+        return task.adaptation_metrics(task.initial_theta(own), theta, own, sx, sy)
+
+    randomness = "different" if method.adapts_randomly else "error"
+    chunks = []
+    for start in range(0, len(episodes), config["eval_chunk"]):
+        chunk = episodes.slice(start, start + config["eval_chunk"])
+        with torch.no_grad():
+            chunks.append(over_tasks(metrics_one, config["batching"], randomness)(
+                phi, *chunk.tensors()))
+    return {name: torch.cat([c[name] for c in chunks]) for name in task.extra_metrics}
