@@ -189,6 +189,9 @@ class Method:
     """Whether `adapt` draws random numbers (MT-net's masks): evaluation then gives every
     episode of a vmapped chunk its own draws."""
     accuracy_knob: ClassVar[str | None] = None
+    implementation_of: ClassVar[str | None] = None
+    """The method whose algorithm this one re-implements (e.g. through another library):
+    the leaderboard shows its rows as a check of that method's, not ranked."""
     first_order: ClassVar[bool] = False
     """Whether the default `adapt` treats each inner gradient as a constant (no
     second-order graph through the inner loop)."""
