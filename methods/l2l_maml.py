@@ -33,6 +33,7 @@ class TaskParameters(nn.Module):
 class Learn2LearnMAML(Method):
     name = "l2l-maml"
     paper = "Finn et al. 2017 (MAML), via learn2learn.algorithms.MAML"
+    implementation_of = "maml"
     supports = frozenset({META_INIT})
 
     @dataclass(frozen=True)

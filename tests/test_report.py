@@ -270,3 +270,30 @@ def test_an_unknown_baseline_is_one_line_and_nothing_written(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert "unknown method 'no-such-method'" in result.stderr
     assert not (tmp_path / "report").exists()
+
+
+# -- implementation checks, from the method classes ------------------------------------------
+def test_l2l_maml_is_reported_as_a_check_of_maml(registry, tmp_path):
+    """`Method.implementation_of` is declared once, on the class; the report reads it."""
+    from benchsuite.reporting.report import write_report
+    from benchsuite.running import planning, runner
+    from benchsuite.running import protocols as protocol_files
+    from benchsuite.running.executors import make_executor
+
+    checks = {name: plugin.cls.implementation_of for name, plugin in registry.methods.items()
+              if plugin.cls.implementation_of}
+    assert checks == {"l2l-maml": "maml"}
+    specs = planning.plan(registry, methods="maml,l2l-maml,fomaml", tasks="sinusoid", seeds=2,
+                          budget="quick", device="cpu", options={"iterations": 3},
+                          set_items=["curve_points=1", "val_episodes=2", "test_episodes=4"],
+                          out=tmp_path / "results", protocols=protocol_files.load())
+    runner.execute(specs, make_executor("inline", timeout=None, address=None), force=False,
+                   quiet=True)
+    board, _ = write_report(tmp_path / "results", tmp_path / "report", registry)
+    main = board.read_text().split("\n\n| rank")[1].split("\n\n")[0].splitlines()
+    ranks = {cells[2].strip(): cells[1].strip() for cells in (line.split("|") for line in main)
+             if len(cells) > 3 and cells[2].strip() in ("maml", "l2l-maml", "fomaml")}
+    assert ranks["l2l-maml"].startswith("checks maml: ")
+    assert ranks["maml"].isdigit() and ranks["fomaml"].isdigit()
+    order = [name for name in ranks]
+    assert order.index("l2l-maml") == order.index("maml") + 1   # right under the row it checks

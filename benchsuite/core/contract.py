@@ -210,6 +210,9 @@ class Method:
     inner_step_keys: ClassVar[tuple[str, ...]] = ("inner_lr",)
     """The config keys that are its inner step size, which `benchsuite tune` scales
     (Meta-SGD: the range its learned step sizes start in)."""
+    implementation_of: ClassVar[str | None] = None
+    """The method whose algorithm this one re-implements (e.g. through another library):
+    the leaderboard shows its rows as a check of that method's, not ranked."""
     first_order: ClassVar[bool] = False
     """Whether the default `adapt` treats each inner gradient as a constant (no
     second-order graph through the inner loop)."""

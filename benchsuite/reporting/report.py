@@ -53,6 +53,9 @@ def write_report(results: Path, out: Path, registry: Registry,
         preamble.append(Notes(f"Budget: {budgets} (quick = CPU-sized iteration counts; paper "
                               "= the paper's). Scores are seed-level: the mean of per-seed "
                               "scores ± the 95% t interval over seeds (docs/statistics.md)."))
+        implementations = {name: plugin.cls.implementation_of
+                           for name, plugin in registry.methods.items()
+                           if plugin.cls.implementation_of}
         methods = registry.canonical_methods()
         for task, group in frame.groupby("task", sort=True):
             metric, higher = _objective(group, registry)
@@ -60,7 +63,8 @@ def write_report(results: Path, out: Path, registry: Registry,
             warnings += [f"skipped {path}: its {task} metric is not {metric}"
                          for path in group[other_metric]._path]
             group = group[~other_metric]
-            section, rows = task_section(task, group, metric, higher, published, baseline)
+            section, rows = task_section(task, group, metric, higher, published, baseline,
+                                         implementations)
             section.figures = plot_task(group, task, metric, out / "figures", rows, higher,
                                         methods)
             sections.append(section)
