@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+import click
 import typer
 import typer.core
 
@@ -154,10 +155,9 @@ def run(
     from benchsuite.storage import reproducibility
 
     try:
-        grid = _grid(ctx, config)
+        o, grid = _run_options(ctx, config)
     except UsageError as error:
         fail_usage(error)
-    o = {**ctx.params, **{k: v for k, v in grid.options.items() if not _given(ctx, k)}}
     executors.quiet_library_warnings()  # planning imports the plugins and their libraries
     # Through the environment, not the config: where data lives is not part of a trial's
     # identity, and worker processes inherit it.
@@ -169,14 +169,8 @@ def run(
         trial_executor = executors.make_executor(o["executor"], timeout=o["timeout"],
                                                  address=o["address"], jobs=o["jobs"])
         registry = plugin_registry.discover(o["plugins"])
-        specs = planning.plan(
-            registry, methods=o["methods"], tasks=o["tasks"], seeds=o["seeds"],
-            budget=o["budget"], device=o["device"],
-            options={"iterations": o["iterations"], "meta_batch": o["meta_batch"]},
-            overrides=grid.overrides, set_items=o["set_"], out=o["out"],
-            device_here=o["executor"] != "ray",
-            command=shlex.join(["benchsuite", *sys.argv[1:]]),
-            nondeterministic=o["nondeterministic"], protocol=o["protocol"])
+        specs = planning.plan_run(registry, o, grid.overrides, out=o["out"],
+                                  command=shlex.join(["benchsuite", *sys.argv[1:]]))
     except UsageError as error:
         fail_usage(error)
     # cuBLAS reads its workspace setting once, so workers get it from their start
@@ -246,6 +240,13 @@ def _given(ctx: typer.Context, name: str) -> bool:
     """Whether the option `name` was written on the command line."""
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
+
+
+def _run_options(ctx: typer.Context, config: str | None):
+    """`run`'s parameters by name, those of its grid file (`--config`) filled in where the
+    command line does not give them, and the grid file."""
+    grid = _grid(ctx, config)
+    return {**ctx.params, **{k: v for k, v in grid.options.items() if not _given(ctx, k)}}, grid
 
 
 def _grid(ctx: typer.Context, config: str | None):
@@ -371,6 +372,69 @@ def verify(
     typer.echo(f"{len(verdicts)} records checked: {counts}"
                + (f" — {len(failed)} failed verification" if failed else ""))
     if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def migrate(
+    results: Path = typer.Argument(..., help="Folder of trial records."),
+    full: bool = typer.Option(False, help="Re-run whole trials and compare every number a "
+                              "report prints (default: up to each record's first "
+                              "learning-curve point, as `verify --quick`)."),
+    plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines."),
+) -> None:
+    """Carry records over a code change that leaves their numbers as they were: each
+    record's trial is re-planned from its stored command and re-run under the current
+    code; a record whose numbers come back is re-keyed to the new trial id."""
+    from tabulate import tabulate
+
+    from benchsuite.blocks import data
+    from benchsuite.running import migrate as migration
+    from benchsuite.running import planning
+    from benchsuite.running import registry as plugin_registry
+
+    if not results.is_dir():
+        fail_usage(UsageError(f"results folder {str(results)!r} does not exist; pass the "
+                              "folder holding the records to migrate"))
+    try:
+        registry = plugin_registry.discover(plugins)
+    except UsageError as error:
+        fail_usage(error)
+    run_command = typer.main.get_command(app).get_command(None, "run")  # type: ignore[attr-defined]
+    plans: dict[str, dict] = {}
+
+    def plan_of(record: dict):
+        command = record["provenance"].get("command") or ""
+        if command not in plans:
+            plans[command] = {}
+            words = shlex.split(command)
+            if words[:2] == ["benchsuite", "run"]:
+                ctx = run_command.make_context("run", words[2:])
+                options, grid = _run_options(ctx, ctx.params["config"])
+                if options["data_root"] is not None:
+                    os.environ[data.DATA_ROOT_VARIABLE] = str(
+                        Path(options["data_root"]).expanduser().resolve())
+                specs = planning.plan_run(registry, options, grid.overrides, out=results,
+                                          command=command)
+                plans[command] = {(s.method, s.task, s.seed): s for s in specs
+                                  if not s.incompatible}
+        return plans[command].get((record["method"], record["task"], record["seed"]))
+
+    paths = [p for p in results.rglob("*.json") if not p.name.startswith(".")]
+    try:
+        outcomes = migration.migrate_records(
+            paths, plan_of, registry, full,
+            progress=(lambda line: None) if quiet else (lambda line: typer.echo(line, err=True)))
+    except (UsageError, click.exceptions.UsageError) as error:
+        fail_usage(error)
+    shown = [o for o in outcomes if o.result != migration.CURRENT]
+    if shown:
+        typer.echo(tabulate([o.row() for o in shown], ["record", "result", "detail"]))
+    seen = [o.result for o in outcomes]
+    typer.echo(f"{len(outcomes)} records: " + ", ".join(
+        f"{seen.count(r)} {r}" for r in dict.fromkeys(seen)))
+    if migration.MISMATCH in seen:
         raise typer.Exit(1)
 
 

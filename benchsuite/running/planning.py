@@ -261,6 +261,21 @@ def plan(registry: Registry, *, methods: str = "all", tasks: str = "all",
     return specs
 
 
+def plan_run(registry: Registry, options: Mapping[str, Any],
+             overrides: Sequence[configuration.Override] = (), *, out: Path,
+             command: str) -> list[TrialSpec]:
+    """The grid of `benchsuite run` with `options`, its parameters by name (a grid file's
+    merged in; `overrides`, the file's settings): what `run` runs and what `migrate`
+    re-plans a stored record's command into."""
+    return plan(registry, methods=options["methods"], tasks=options["tasks"],
+                seeds=options["seeds"], budget=options["budget"], device=options["device"],
+                options={"iterations": options["iterations"],
+                         "meta_batch": options["meta_batch"]},
+                overrides=overrides, set_items=options["set_"], out=out,
+                device_here=options["executor"] != "ray", command=command,
+                nondeterministic=options["nondeterministic"], protocol=options["protocol"])
+
+
 def _named_selection(named: protocol_files.NamedProtocol, methods: str,
                      tasks: str) -> tuple[str, str]:
     """The methods and tasks a run with a named protocol covers: the protocol's, or the

@@ -1,0 +1,110 @@
+"""`benchsuite migrate`: carry stored records over a code change that leaves their numbers
+as they were, so that a refactor does not cost a re-run of every grid.
+
+A record's id covers its config and the identity of the code it ran through
+(benchsuite.storage.identity). After the code or the planned config changes, `run` no longer
+finds the record and `verify` calls it stale. `migrate` re-plans each record's trial from
+the command stored in it, as `benchsuite run` would plan it now, and calls it
+
+  current    when the planned trial is the record's: nothing to do;
+  changed    when the planned config gives another value to a key the record holds: a
+             different trial, which `run` runs again (the record stays, stale);
+  migrated   otherwise, when the trial re-run under the current code with the planned config
+             gives every compared number of the record back bit for bit
+             (benchsuite.running.verify: the start of the trial up to its first curve
+             point, or with `full` the whole trial and every test metric). The record is
+             re-keyed: it takes the planned config, code identity and id (and file name),
+             and a `migrations` entry says from which id and code and by which check;
+  MISMATCH   when a number differs: the code change changed the trial; re-run it;
+  skipped    a record that did not finish (failed, timeout, oom): `run` runs it again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchsuite.running.planning import TrialSpec
+from benchsuite.running.registry import Registry
+from benchsuite.running.verify import verify
+from benchsuite.storage.records import read_record, record_lock, write_atomic
+
+CURRENT, CHANGED, MIGRATED, MISMATCH, SKIPPED = ("current", "changed", "migrated", "MISMATCH",
+                                               "skipped")
+
+
+@dataclass(frozen=True)
+class Migration:
+    path: Path
+    """Where the record is now (its new file when migrated)."""
+    result: str
+    detail: str = ""
+
+    def row(self) -> list[str]:
+        return [str(self.path), self.result, self.detail]
+
+
+def changed_values(stored: dict, planned: dict) -> list[str]:
+    """The keys the record holds to which the planned config gives another value (keys the
+    planned config adds, at their defaults, are not changes of the trial)."""
+    return [key for key in sorted(stored)
+            if key not in planned or as_stored(planned[key]) != stored[key]]
+
+
+def as_stored(value: Any) -> Any:
+    """A config value as a record holds it (JSON: tuples are lists)."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def migrate_record(path: Path, record: dict, spec: TrialSpec, registry: Registry,
+                   full: bool = False) -> Migration:
+    """Re-key `record` (stored at `path`) to the planned trial `spec` when a re-run under
+    the current code gives its numbers back."""
+    if spec.trial_id == record["id"]:
+        return Migration(path, CURRENT)
+    changed = changed_values(record["config"], spec.config)
+    if changed:
+        shown = ", ".join(f"{key} {record['config'][key]!r} -> {spec.config.get(key)!r}"
+                          for key in changed[:3])
+        return Migration(path, CHANGED, f"{shown}; re-run it")
+    candidate = {**record, "config": spec.config, "code": spec.code, "id": spec.trial_id}
+    verdict = verify(candidate, registry, quick=not full)
+    if verdict.result == "skipped":  # a failed or timed-out record: `run` runs it again
+        return Migration(path, SKIPPED, verdict.detail)
+    if verdict.result != "identical":
+        return Migration(path, MISMATCH, f"{verdict.result}: {verdict.detail}")
+    candidate["migrations"] = [*record.get("migrations", []), {
+        "from_id": record["id"], "from_code": record["code"], "checked": verdict.check,
+        "compared": verdict.detail, "at": datetime.now(UTC).isoformat(timespec="seconds")}]
+    with record_lock(spec.path):
+        write_atomic(spec.path, candidate)
+    if spec.path != path:
+        with record_lock(path):
+            path.unlink(missing_ok=True)
+    return Migration(spec.path, MIGRATED, f"{verdict.check}, {verdict.detail} identical")
+
+
+def migrate_records(paths: Iterable[Path], plan_of: Callable[[dict], TrialSpec | None],
+                    registry: Registry, full: bool = False,
+                    progress: Callable[[str], None] = lambda _: None) -> list[Migration]:
+    """Migrate each record at `paths` to the trial `plan_of(record)` plans for it now (None:
+    the record's command plans no such trial any more)."""
+    outcomes = []
+    for path in sorted(paths):
+        try:
+            record = read_record(path)
+        except ValueError as error:  # not a record `run` or `report` would read either
+            outcomes.append(Migration(path, SKIPPED, f"unreadable: {error}"))
+            continue
+        spec = plan_of(record)
+        if spec is None:
+            outcomes.append(Migration(path, CHANGED, "its command no longer plans this "
+                                                     "trial; re-run it"))
+            continue
+        progress(f"migrating {record['method']} × {record['task']} (seed {record['seed']})")
+        outcomes.append(migrate_record(path, record, spec, registry, full))
+    return outcomes
