@@ -175,6 +175,9 @@ def migrate(
     full: bool = typer.Option(False, help="Re-run whole trials and compare every number a "
                               "report prints (default: up to each record's first "
                               "learning-curve point, as `verify --quick`)."),
+    tasks: str = typer.Option("all", help="Only the records of these tasks "
+                                          "(comma-separated), e.g. to share the work "
+                                          "between processes."),
     plugins: list[Path] = typer.Option([], help="Extra plugin folders."),
     quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress lines."),
 ) -> None:
@@ -216,7 +219,9 @@ def migrate(
                                   if not s.incompatible}
         return plans[command].get((record["method"], record["task"], record["seed"]))
 
-    paths = [p for p in results.rglob("*.json") if not p.name.startswith(".")]
+    chosen = None if tasks == "all" else set(tasks.split(","))
+    paths = [p for p in results.rglob("*.json") if not p.name.startswith(".")
+             and (chosen is None or p.relative_to(results).parts[0] in chosen)]
     try:
         outcomes = migration.migrate_records(
             paths, plan_of, registry, full,
