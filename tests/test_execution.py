@@ -143,7 +143,13 @@ def test_record_states_execution_and_both_memory_peaks(registry):
     measured = run_trial(method_cls, task_cls, config)
     assert measured["execution"] == {"meta_chunk": 2, "chunks_per_meta_batch": 3,
                                      "tasks_per_chunk": 2, "batching": "vmap",
-                                     "eval_chunk": config["eval_chunk"]}
+                                     "eval_chunk": config["eval_chunk"],
+                                     "compile": {
+                                         "requested": "auto", "path": "eager",
+                                         "reason": "4 iterations: too few to measure a "
+                                                   "compiled step",
+                                         "compile_s": 0.0, "eager_step_s": None,
+                                         "compiled_step_s": None}}
     assert measured["memory"]["peak_bytes"] >= 0
     assert measured["memory"]["eval_peak_bytes"] >= 0
     assert "meta-training and evaluation" in measured["memory"]["method"]

@@ -119,6 +119,8 @@ class MemoryMeter:
         figures: dict[str, object] = {"peak_bytes": self.peaks.get("train", 0),
                    "eval_peak_bytes": self.peaks.get("eval", 0),
                    "peak_rss_bytes": peak_rss_bytes(), "baseline_rss_bytes": self.baseline_rss}
+        if "compile" in self.peaks:  # the compiling step (benchsuite.running.compiled)
+            figures["compile_peak_bytes"] = self.peaks["compile"]
         if self.device.type == "cuda":
             figures.update(
                 peak_reserved_bytes=torch.cuda.max_memory_reserved(self.device),
