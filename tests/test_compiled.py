@@ -19,9 +19,11 @@ from benchsuite.running.trial import meta_gradient, run_trial
 # much on them, but the cold compile of one method takes 20-100 s on a shared 2-core CPU
 TASKS = {"sinusoid": {"meta_batch": 3, "inner_steps": 2, "shots": 4, "query": 4,
                       "hidden": 8},
-         "quadratic": {"meta_batch": 3},
+         "quadratic": {"meta_batch": 3, "inner_steps": 3, "dim": 4},
          "hypercleaning": {"meta_batch": 1, "inner_steps": 3, "train_size": 20,
                            "validation_size": 20}}
+# the methods' own loops, short: a compiled step unrolls them, and tracing time grows with them
+SHORT_LOOPS = {"cg_steps": 2, "fp_iterations": 2, "neumann_terms": 2, "truncate_steps": 1}
 TRIAL = {"iterations": 12, "test_episodes": 4, "val_episodes": 4, "curve_points": 1,
          "eval_steps": ()}
 
@@ -31,11 +33,19 @@ def build(registry, method, task, **overrides):
     config = resolve(task_cls, method_cls, seed=0, budget="quick", device="cpu", options={},
                      overrides=[])
     config.update(TASKS[task], **overrides)
+    config.update({k: v for k, v in SHORT_LOOPS.items() if k in config})
     task_obj = task_cls(config, torch.device("cpu"))
     method_obj = method_cls(config)
     phi = method_obj.init_meta_params(task_obj, generator("test-init"))
     batch = task_obj.sample_batch("train", config["meta_batch"], generator("test-batch"))
     return method_obj, task_obj, phi, batch, config
+
+
+# methods dynamo cannot trace today: a trial records the error and stays eager
+NOT_COMPILING = {"imaml": pytest.mark.xfail(
+    strict=True, raises=torch._dynamo.exc.TorchRuntimeError,
+    reason="dynamo traces its Hessian-vector products (jvp of grad under vmap) with a "
+           "meta-device tensor: 'Tensor device mismatch', torch 2.14")}
 
 
 def compilable(registry):
@@ -50,12 +60,15 @@ def compilable(registry):
 
 
 def relative_difference(a, b):
+    """‖a − b‖ / ‖b‖; ‖a − b‖ where b is zero (a baseline that meta-trains nothing)."""
     a, b = flatten(a).double(), flatten(b).double()
-    return float((a - b).norm() / b.norm())
+    return float((a - b).norm() / (b.norm() if b.norm() > 0 else 1.0))
 
 
 @pytest.mark.slow  # one cold compile per method: 20-100 s each on a shared 2-core CPU
-@pytest.mark.parametrize("method, task", list(compilable(discover())))
+@pytest.mark.parametrize("method, task", [
+    pytest.param(method, task, marks=NOT_COMPILING[method]) if method in NOT_COMPILING else
+    (method, task) for method, task in compilable(discover())])
 def test_compiled_meta_gradient_equals_the_eager_one(registry, method, task):
     method_obj, task_obj, phi, batch, config = build(registry, method, task)
     torch.manual_seed(0)
