@@ -155,7 +155,7 @@ class IsolatedTrial:
         self.receiver, sender = context.Pipe(duplex=False)
         self.process = context.Process(  # type: ignore[attr-defined]
             target=workers.in_runner_environment, daemon=True,
-            args=(dict(os.environ), _worker, spec, sender, threads, jobs))
+            args=(dict(os.environ), _worker, spec, sender, os.getpid(), threads, jobs))
         self.created = self.started = time.monotonic()  # started: the current stage
         self.stage = "while starting"
         self.limit = None if timeout is None else max(timeout, STARTUP_LIMIT_S)
@@ -221,11 +221,11 @@ def run_isolated(spec: TrialSpec, timeout: float | None, threads: int | None = N
         trial.close()
 
 
-def _worker(spec: TrialSpec, connection, threads: int | None = None, jobs: int = 1) -> None:
+def _worker(spec: TrialSpec, connection, parent_pid: int, threads: int | None = None,
+            jobs: int = 1) -> None:
     for stopping in (signal.SIGINT, signal.SIGTERM):  # the runner stops workers
         signal.signal(stopping, signal.SIG_IGN)
-    # the parent is the runner, or the forkserver that exits with it (running.workers)
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, args=(parent_pid,), daemon=True).start()
     quiet_library_warnings()
     import torch
 
@@ -250,9 +250,26 @@ def thread_budget(jobs: int) -> int | None:
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+    # the runner itself, not this process's parent: a forked worker's parent is the
+    # forkserver, which the workers keep alive (benchsuite.running.workers)
+    while _running(parent_pid):
         time.sleep(ORPHAN_POLL_S)
     os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 @contextmanager

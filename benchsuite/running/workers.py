@@ -13,9 +13,10 @@ the trial was planned with (benchsuite.running.executors checks that).
 A forked worker inherits the forkserver's environment, which is the runner's when the
 forkserver started; `in_runner_environment` gives it the runner's environment as it is
 when the trial starts, as a spawned process would have (a data root set since, say).
-The forkserver exits when its runner does, so a worker's parent dies with the runner: the
-worker's orphan check (benchsuite.running.executors) holds under either start method.
-Where the platform has no forkserver, workers are spawned.
+A forked worker's parent is the forkserver, not the runner, and the forkserver outlives a
+runner killed with SIGKILL while any worker it forked lives (every worker holds the pipe
+whose closing ends it): so a worker's orphan check (benchsuite.running.executors) watches
+the runner's process itself. Where the platform has no forkserver, workers are spawned.
 """
 
 from __future__ import annotations
