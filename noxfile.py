@@ -36,7 +36,7 @@ def docs(session):
     session.run(PYTHON, "-m", "mkdocs", "build", "--strict", "--site-dir", "site")
 
 
-BENCH_EXTRA = ("torchopt", "higher")  # pyproject's `bench` extra: external references
+BENCH_EXTRA = ("torchopt", "higher", "jax")  # pyproject's `bench` extra: external references
 
 
 @nox.session

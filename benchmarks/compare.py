@@ -25,6 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.external import build_reference
 from benchmarks.workloads import (
+    COMPILED,
     DEVICE,
     OURS,
     REFERENCES,
@@ -73,7 +74,8 @@ def prepare(registry, workload: str, name: str, meta_batch: int | None = None,
         result = ours_meta_gradient(built)
         return [result.grads[k] for k in keys], result.outer_loss
 
-    return Contender(name, step, built, name != "maml", execution_path(built.config))
+    return Contender(name, step, built, built.method.first_order,
+                     execution_path(built.config))
 
 
 def timed(contender: Contender) -> tuple[float, list[torch.Tensor], float]:
@@ -103,12 +105,14 @@ def interleaved(registry, workload: str, names: list[str], count_flops: bool) ->
     results = {c.name: {"times": [], "first_order": c.first_order} for c in contenders}
     first_grads = {}
     for c in contenders:
+        start = time.perf_counter()  # the first call compiles the compiled contenders
         if count_flops:
             with FlopCounterMode(display=False) as counter:
                 grads, loss = c.step()
             results[c.name]["flops"] = counter.get_total_flops()
         else:
             grads, loss = c.step()
+        results[c.name]["first_call_s"] = time.perf_counter() - start
         first_grads[c.name] = [g.detach().clone() for g in grads]
         results[c.name]["outer_loss"] = loss
         results[c.name]["path"] = c.path
@@ -174,7 +178,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     measure = sub.add_parser("measure", help="peak memory and time of one contender, here")
     measure.add_argument("--workload", required=True, choices=list(WORKLOADS))
-    measure.add_argument("--contender", required=True, choices=[*OURS, *REFERENCES])
+    measure.add_argument("--contender", required=True, choices=[*OURS, *COMPILED, *REFERENCES])
     measure.add_argument("--meta-batch", type=int)
     measure.add_argument("--meta-chunk", type=int)
     measure.add_argument("--steps", type=int, default=2)

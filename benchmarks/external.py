@@ -173,11 +173,64 @@ def higher_maml(model: nn.Module, loss_fn, batch, inner_lr: float,
     return meta_step
 
 
+def jax_maml(phi: dict[str, torch.Tensor], batch, inner_lr: float, inner_steps: int,
+             first_order: bool = False) -> MetaStep:
+    """MAML on the sinusoid MLP in JAX, as a JAX user writes it: the per-task loss of the
+    adapted parameters, `jax.vmap` over the tasks, `jax.value_and_grad` of the mean, all
+    under `jax.jit`:
+
+        def adapted_query_loss(params, sx, sy, qx, qy):
+            for k in range(inner_steps):
+                g = jax.grad(loss)(params, sx, sy)       # stop_gradient(g): first order
+                params = params - inner_lr * g
+            return loss(params, qx, qy)
+        step = jax.jit(jax.value_and_grad(
+            lambda p, *data: jax.vmap(adapted_query_loss, (None, 0, 0, 0, 0))(p, *data).mean()))
+
+    The parameters are φ's tensors as arrays (weights out × in, as in torch). The meta-step
+    returns the gradients as torch tensors, for the comparison with ours."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    params = [jnp.asarray(v.detach().cpu().numpy()) for v in phi.values()]
+    data = [jnp.asarray(t.detach().cpu().numpy()) for t in batch.tensors()]
+
+    def forward(params, x):
+        for layer in range(0, len(params), 2):
+            x = x @ params[layer].T + params[layer + 1]
+            if layer + 2 < len(params):
+                x = jax.nn.relu(x)
+        return x
+
+    def loss(params, x, y):
+        return jnp.mean((forward(params, x) - y) ** 2)
+
+    def adapted_query_loss(params, support_x, support_y, query_x, query_y):
+        for _ in range(inner_steps):
+            grads = jax.grad(loss)(params, support_x, support_y)
+            if first_order:
+                grads = jax.lax.stop_gradient(grads)
+            params = [p - inner_lr * g for p, g in zip(params, grads)]
+        return loss(params, query_x, query_y)
+
+    def meta_loss(params, *tasks):
+        return jax.vmap(adapted_query_loss, in_axes=(None, 0, 0, 0, 0))(params, *tasks).mean()
+
+    step = jax.jit(jax.value_and_grad(meta_loss))
+
+    def meta_step():
+        value, grads = jax.block_until_ready(step(params, *data))
+        return [torch.from_numpy(np.array(g)) for g in grads], float(value)  # copies
+
+    return meta_step
+
+
 # -- wiring to the workloads ------------------------------------------------------------------
 @functools.cache
 def available(library: str) -> bool:
-    """Whether `library` imports here (learn2learn is a project dependency; torchopt and
-    higher come with the `bench` extra)."""
+    """Whether `library` imports here (learn2learn is a project dependency; torchopt,
+    higher and jax come with the `bench` extra)."""
     try:
         importlib.import_module(library)
     except Exception:  # missing, or built against another torch
@@ -194,10 +247,15 @@ def user_model(task, config) -> tuple[nn.Module, Callable]:
 
 
 def build_reference(name: str, built, first_order: bool) -> MetaStep:
-    """Reference `name` (a library: learn2learn, torchopt, higher) on a built workload
+    """Reference `name` (a library: learn2learn, torchopt, higher, jax) on a built workload
     (benchmarks.workloads.BuiltWorkload): the user's module started from the workload's φ₀,
     on its device, on the same batch tensors as ours."""
     config = built.config
+    if name == "jax":
+        if hasattr(built.task, "channels"):
+            raise ValueError("jax: a reference for the MLP workloads only")
+        return jax_maml(built.phi, built.batch, config["inner_lr"], config["inner_steps"],
+                        first_order)
     model, loss_fn = user_model(built.task, config)
     model = load_phi(model.to(built.batch.support_x.device), built.phi)
     common = dict(inner_lr=config["inner_lr"], inner_steps=config["inner_steps"])

@@ -17,6 +17,7 @@ import functools
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,9 @@ import numpy as np
 from PIL import Image
 
 from benchsuite.blocks.data import DATA_ROOT_VARIABLE, data_root
+from benchsuite.core.execution import chunked_meta_gradient
 from benchsuite.core.seeding import generator
+from benchsuite.running.compiled import compiled_step
 from benchsuite.running.planning import resolve_pair
 from benchsuite.running.trial import meta_gradient, set_up
 
@@ -80,6 +83,9 @@ VARIANTS = {
     "maml-per-task": ("maml", {"batching": "loop", "meta_chunk": 1}),
     "maml-vmap-chunks-of-8": ("maml", {"batching": "vmap", "meta_chunk": 8}),
     "maml-vmap-whole-batch": ("maml", {"batching": "vmap", "meta_chunk": 0}),
+    # the compiled path (benchsuite.running.compiled), compiled on its first call
+    "maml-compiled": ("maml", {"compile": "on"}),
+    "fomaml-compiled": ("fomaml", {"compile": "on"}),
 }
 
 # External references, written as their users write them (benchmarks/external.py):
@@ -89,32 +95,52 @@ REFERENCES = {
     "learn2learn-first-order": ("learn2learn", True),
     "torchopt": ("torchopt", False),
     "higher": ("higher", False),
+    "jax": ("jax", False),
+    "jax-first-order": ("jax", True),
 }
+MLP_ONLY = frozenset({"jax", "maml-compiled", "fomaml-compiled"})
+"""Contenders of the MLP workloads only (JAX's reference is written for the MLP; a cold
+compile of a conv meta-step takes minutes and barely pays on CPU)."""
 
 # The reference every target is measured against, per method of ours.
-TARGET_REFERENCE = {"maml": "learn2learn", "fomaml": "learn2learn-first-order"}
+TARGET_REFERENCE = {"maml": "learn2learn", "fomaml": "learn2learn-first-order",
+                    "maml-compiled": "learn2learn",
+                    "fomaml-compiled": "learn2learn-first-order"}
 
 # (workload, ours, target speed-up vs TARGET_REFERENCE[ours]); memory target: peak ≤ the
 # reference's on every conv workload
 SPEED_TARGETS = [
     ("sinusoid", "maml", 5.0),
     ("sinusoid", "fomaml", 8.0),
+    ("sinusoid", "maml-compiled", 30.0),
+    ("sinusoid", "fomaml-compiled", 60.0),
     ("omniglot", "maml", 1.0),
     ("omniglot", "fomaml", 1.0),
     ("miniimagenet", "maml", 1.0),
     ("miniimagenet", "fomaml", 1.0),
+]
+# (workload, ours, reference, most times the reference's time): as fast as the fastest
+# framework, within a factor
+PARITY_TARGETS = [
+    ("sinusoid", "maml-compiled", "jax", 1.5),
+    ("sinusoid", "fomaml-compiled", "jax-first-order", 1.5),
 ]
 CONV_WORKLOADS = tuple(w for w, s in WORKLOADS.items() if s["model"] == "conv4")
 
 # Contenders of the interleaved comparison on every workload: ours, then the references
 # (those whose library imports; second-order ones beside maml, first-order beside fomaml).
 OURS = ("maml", "fomaml")
+COMPILED = ("maml-compiled", "fomaml-compiled")
 
 
-def contenders() -> list[str]:
+def contenders(workload: str | None = None) -> list[str]:
+    """Ours and the references whose library imports; on `workload`, those that apply."""
     from benchmarks.external import available
 
-    return [*OURS, *(r for r in REFERENCES if available(REFERENCES[r][0]))]
+    names = [*OURS, *COMPILED, *(r for r in REFERENCES if available(REFERENCES[r][0]))]
+    if workload is None or WORKLOADS[workload]["model"] == "mlp":
+        return names
+    return [n for n in names if n not in MLP_ONLY and REFERENCES.get(n, ("",))[0] != "jax"]
 
 
 # memory / time vs number of inner steps (how each method spells "K inner steps")
@@ -155,13 +181,21 @@ def execution_overrides(config: dict, meta_chunk: int | None) -> dict:
 
 def execution_path(config: dict) -> str:
     """How our meta-step ran, for the report: the config keys that choose it."""
-    return f"meta_chunk={config['meta_chunk']}, {config['batching']}"
+    compiled = ", compiled" if config.get("compile") == "on" else ""
+    return f"meta_chunk={config['meta_chunk']}, {config['batching']}{compiled}"
 
 
 def ours_meta_gradient(built):
     """Our meta-gradient of the built workload's batch, executed as a trial executes it
-    (benchsuite.running.trial.meta_gradient: chunks of `meta_chunk` tasks, accumulated)."""
-    return meta_gradient(built.method, built.task, built.phi, built.batch)
+    (benchsuite.running.trial.meta_gradient: chunks of `meta_chunk` tasks, accumulated),
+    under torch.compile when the config says `compile=on` (compiled on the first call)."""
+    if built.config.get("compile") != "on":
+        return meta_gradient(built.method, built.task, built.phi, built.batch)
+    if built.compiled is None:
+        built.compiled = compiled_step(built.method, built.task)
+    step = built.compiled
+    return chunked_meta_gradient(lambda part: step(built.phi, part), built.batch,
+                                 built.config["meta_chunk"])
 
 
 @dataclass
@@ -171,6 +205,7 @@ class BuiltWorkload:
     phi: dict
     batch: object
     config: dict
+    compiled: Callable | None = None  # our compiled meta-step, once built
 
 
 # Left out of the every-method table: baselines that meta-train nothing, so their "meta-step"
@@ -183,7 +218,9 @@ def workload_methods(registry, workload: str) -> list[str]:
     task_cls = registry.task(WORKLOADS[workload]["task"]).cls
     names = [m for m in registry.canonical_methods() if m not in TABLE_EXCLUDED
              and registry.method(m).cls.incompatibility(task_cls) is None]
-    return names + [v for v, (base, _) in VARIANTS.items() if base in names]
+    # the compiled variants are timed in the interleaved comparison, after their compile
+    return names + [v for v, (base, _) in VARIANTS.items() if base in names
+                    and v not in COMPILED]
 
 
 # -- data: the real sets when present, else synthetic ones in the same on-disk format ---------

@@ -143,7 +143,26 @@ def test_record_states_execution_and_both_memory_peaks(registry):
     measured = run_trial(method_cls, task_cls, config)
     assert measured["execution"] == {"meta_chunk": 2, "chunks_per_meta_batch": 3,
                                      "tasks_per_chunk": 2, "batching": "vmap",
-                                     "eval_chunk": config["eval_chunk"]}
+                                     "eval_chunk": config["eval_chunk"],
+                                     "compile": {
+                                         "requested": "auto", "path": "eager",
+                                         "reason": "4 iterations: too few to measure a "
+                                                   "compiled step",
+                                         "compile_s": 0.0, "eager_step_s": None,
+                                         "compiled_step_s": None}}
     assert measured["memory"]["peak_bytes"] >= 0
     assert measured["memory"]["eval_peak_bytes"] >= 0
     assert "meta-training and evaluation" in measured["memory"]["method"]
+
+
+def test_meta_training_peak_leaves_out_the_episodes_drawn_up_front(registry):
+    """The test set is drawn before meta-training starts: its 88 MB (100 000 sinusoid
+    episodes of 10 + 100 points, x and y in float32) are the workload's, not the peak's."""
+    task_cls, method_cls = registry.task("sinusoid").cls, registry.method("maml").cls
+    config = resolve(task_cls, method_cls, seed=0, budget="quick", device="cpu", options={},
+                     overrides=[])
+    config.update(iterations=8, test_episodes=100_000, val_episodes=5, curve_points=1,
+                  compile="off")
+    test_set_bytes = 100_000 * (10 + 100) * 2 * 4
+    memory = run_trial(method_cls, task_cls, config, stop_after=4)["memory"]
+    assert memory["peak_bytes"] < test_set_bytes / 2

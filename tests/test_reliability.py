@@ -247,17 +247,20 @@ def wait_for(condition, seconds: float = 300) -> None:
 
 
 def worker_processes(pid: int) -> list[int]:
-    """The running trial workers (spawned processes) whose parent is `pid`."""
-    found = []
+    """The running trial workers of the runner `pid`: forked by its forkserver
+    (benchsuite.running.workers), or spawned by it where there is none."""
+    processes = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
             command = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        if int(fields[1]) == pid and fields[0] != "Z" and b"spawn_main" in command:
-            found.append(int(stat.parent.name))
-    return found
+        processes[int(stat.parent.name)] = (int(fields[1]), fields[0], command)
+    servers = {p for p, (parent, _, command) in processes.items()
+               if parent == pid and b"forkserver" in command}
+    return [p for p, (parent, state, command) in processes.items() if state != "Z" and (
+        parent in servers or parent == pid and b"spawn_main" in command)]
 
 
 def is_running(pid: int) -> bool:

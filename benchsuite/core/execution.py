@@ -16,7 +16,6 @@ test_conv4.py); `over_tasks` marks those calls with `running_tasks(TASKS_VMAPPED
 from __future__ import annotations
 
 import contextlib
-import contextvars
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -29,30 +28,32 @@ TASKS_VMAPPED = "vmapped"
 TASKS_LOOPED = "looped"
 """A meta-gradient taken with plain autograd over tasks looped one by one."""
 
-_ENCLOSING = contextvars.ContextVar[tuple[str, ...]]("enclosing_task_execution", default=())
+_ENCLOSING: list[str] = []
+"""How the computations now running are executed over tasks, outermost first. A plain
+list, not a ContextVar: torch.compile traces through list mutation, and a trial runs its
+meta-steps in one thread."""
 
 
 @contextlib.contextmanager
 def running_tasks(how: str) -> Iterator[None]:
     """Marks the computations inside as run over tasks `how` (TASKS_VMAPPED or
     TASKS_LOOPED), inside whatever encloses them."""
-    token = _ENCLOSING.set((*_ENCLOSING.get(), how))
+    _ENCLOSING.append(how)
     try:
         yield
     finally:
-        _ENCLOSING.reset(token)
+        _ENCLOSING.pop()
 
 
 def under_task_vmap() -> bool:
     """Whether the current forward pass runs inside a vmap over tasks."""
-    return TASKS_VMAPPED in _ENCLOSING.get()
+    return TASKS_VMAPPED in _ENCLOSING
 
 
 def plain_autograd() -> bool:
     """Whether inner gradients should be taken with plain autograd here: inside a looped
     meta-gradient, with gradients recorded, outside any vmap over tasks."""
-    enclosing = _ENCLOSING.get()
-    return TASKS_LOOPED in enclosing and TASKS_VMAPPED not in enclosing and (
+    return TASKS_LOOPED in _ENCLOSING and TASKS_VMAPPED not in _ENCLOSING and (
         torch.is_grad_enabled())
 
 

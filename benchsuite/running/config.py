@@ -104,6 +104,10 @@ class Settings:
     """Tasks per accumulated meta-gradient chunk; 0 = the whole meta-batch at once."""
     eval_chunk: Annotated[int, AtLeast(1)] = 100
     """Test or validation episodes adapted together."""
+    compile: Literal["auto", "on", "off"] = "auto"
+    """Whether the meta-step runs under torch.compile: `auto` when compiling pays over the
+    trial's remaining iterations, `on` whenever the compiled step is faster, `off` never
+    (benchsuite.running.compiled)."""
     eval_inner_steps: Annotated[int, AtLeast(0)] = INNER_STEPS
     """Inner steps at test time, the scored number: `inner_steps` unless a protocol, an
     option or --set names it."""

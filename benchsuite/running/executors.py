@@ -3,7 +3,8 @@
 them. None of them writes to the results folder.
 
   inline  in this process, one after the other (for debugging: no isolation, no limit).
-  local   one fresh spawned process per trial, with a wall-clock limit (the default);
+  local   one fresh process per trial (forked from a forkserver that has PyTorch and the
+          engine imported, benchsuite.running.workers), with a wall-clock limit (the default);
           `jobs` trials side by side (`--jobs N`, default 1), each worker with a torch
           thread budget of its own: OMP_NUM_THREADS when set, else the usable cores
           divided among the jobs (PyTorch's default with one job).
@@ -23,7 +24,6 @@ A plugin that calls `sys.exit` inside a trial fails that trial (it does not end 
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import socket
@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from benchsuite.core.errors import UsageError
+from benchsuite.running import workers
 from benchsuite.running.registry import Registry, changed_code, load_plugin_file
 from benchsuite.running.trial import Diverged, run_trial
 from benchsuite.storage.records import (
@@ -139,20 +140,22 @@ def _first_line(error: BaseException) -> str:
 
 # -- one trial, in a fresh process -----------------------------------------------------------
 class IsolatedTrial:
-    """A trial running in a fresh spawned worker process, advanced without blocking so one
-    runner can hold several. Its wall-clock limit starts once the worker has started
-    (imported PyTorch and the plugins: slow on a loaded machine, and not the trial's doing;
-    that gets STARTUP_LIMIT_S). A worker that dies or overruns is killed and recorded with
-    the reason. `threads`: the worker's torch thread count (None: PyTorch's default);
-    `jobs`: how many trials run side by side, for the record's provenance."""
+    """A trial running in a fresh worker process (benchsuite.running.workers), advanced
+    without blocking so one runner can hold several. Its wall-clock limit starts once the
+    worker has started (a spawned worker imports PyTorch first: slow on a loaded machine,
+    and not the trial's doing; that gets STARTUP_LIMIT_S). A worker that
+    dies or overruns is killed and recorded with the reason. `threads`: the worker's torch
+    thread count (None: PyTorch's default); `jobs`: how many trials run side by side, for
+    the record's provenance."""
 
     def __init__(self, spec: TrialSpec, timeout: float | None, threads: int | None = None,
                  jobs: int = 1):
         self.spec, self.timeout = spec, timeout
-        context = multiprocessing.get_context("spawn")
+        context = workers.worker_context()
         self.receiver, sender = context.Pipe(duplex=False)
-        self.process = context.Process(target=_worker, daemon=True,
-                                       args=(spec, sender, os.getpid(), threads, jobs))
+        self.process = context.Process(  # type: ignore[attr-defined]
+            target=workers.in_runner_environment, daemon=True,
+            args=(dict(os.environ), _worker, spec, sender, os.getpid(), threads, jobs))
         self.created = self.started = time.monotonic()  # started: the current stage
         self.stage = "while starting"
         self.limit = None if timeout is None else max(timeout, STARTUP_LIMIT_S)
@@ -247,9 +250,26 @@ def thread_budget(jobs: int) -> int | None:
 
 
 def _exit_when_orphaned(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
+    # the runner itself, not this process's parent: a forked worker's parent is the
+    # forkserver, which the workers keep alive (benchsuite.running.workers)
+    while _running(parent_pid):
         time.sleep(ORPHAN_POLL_S)
     os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie has ended)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 @contextmanager

@@ -114,11 +114,16 @@ class MemoryMeter:
             self._close_current()
             self.current = previous
 
-    def result(self) -> dict:
-        self._close_current()
+    def result(self, after_final_phase: bool = False) -> dict:
+        """The peaks. `after_final_phase`: the last switch ended the measured work (a final
+        evaluation came last), so the resident level it left is charged to no phase."""
+        if not after_final_phase:
+            self._close_current()
         figures: dict[str, object] = {"peak_bytes": self.peaks.get("train", 0),
                    "eval_peak_bytes": self.peaks.get("eval", 0),
                    "peak_rss_bytes": peak_rss_bytes(), "baseline_rss_bytes": self.baseline_rss}
+        if "compile" in self.peaks:  # the compiling step (benchsuite.running.compiled)
+            figures["compile_peak_bytes"] = self.peaks["compile"]
         if self.device.type == "cuda":
             figures.update(
                 peak_reserved_bytes=torch.cuda.max_memory_reserved(self.device),

@@ -8,6 +8,7 @@ meta-batches (at equal meta-batch size) and is scored on the same test episodes.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -22,6 +23,7 @@ from benchsuite.core.contract import EpisodeBatch, MetaGradient, Method, Params,
 from benchsuite.core.execution import chunked_meta_gradient, describe
 from benchsuite.core.functional import flatten, over_tasks
 from benchsuite.core.seeding import derive_seed, generator
+from benchsuite.running.compiled import MetaStepPath
 from benchsuite.running.measure import Clock, MemoryMeter
 from benchsuite.storage import reproducibility
 
@@ -162,7 +164,6 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
 
     built = set_up(method_cls, task_cls, config, init=generator(task_name, seed, "init"))
     task, method, phi = built.task, built.method, built.phi
-    memory = MemoryMeter(device)
     clock = Clock(device)
 
     optimizer = make_optimizer(config, list(phi.values()))
@@ -174,6 +175,9 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
                                    generator(task_name, seed, "test"))
     fidelity_batch = built.episodes("train", config["meta_batch"],
                                     generator(task_name, seed, "fidelity"))
+    # memory counts from here: the task, φ₀ and every episode drawn up front (the test
+    # set: 600 omniglot episodes are 168 MiB) are the workload, not meta-training
+    memory = MemoryMeter(device)
     with clock.interval("fidelity"):
         fidelity = hypergradient_fidelity(method, task, phi, fidelity_batch)
 
@@ -198,11 +202,16 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
 
     curve_point(0)
     last = iterations if stop_after is None else min(stop_after, iterations)
+    path = MetaStepPath(method, task, config)
     for iteration in range(1, last + 1):
         with clock.interval("sampling"):
             batch = built.episodes("train", config["meta_batch"], train_gen)
-        with clock.interval("train", step_times):
-            result = meta_gradient(method, task, phi, batch)
+        compiling = path.compiling(iteration, step_times)
+        # a compiling step is timed apart: out of the step times and the training time,
+        # its memory out of meta-training's peak
+        with (clock.interval("compile") if compiling else clock.interval("train", step_times),
+              memory.phase("compile") if compiling else contextlib.nullcontext()):
+            result = path.meta_gradient(phi, batch)
             if not math.isfinite(result.outer_loss) or not all(
                     torch.isfinite(g).all() for g in result.grads.values()):
                 raise Diverged(f"non-finite meta-objective or hypergradient at iteration "
@@ -212,6 +221,7 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
             optimizer.step()
             if schedule is not None:
                 schedule.step()
+        path.timed(iteration, step_times)
         recent_losses.append(result.outer_loss)
         if iteration % curve_every == 0 or iteration == iterations:
             curve_point(iteration)
@@ -235,10 +245,14 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
         "sampling_s": clock.totals.get("sampling", 0.0),
         "eval_s": clock.totals.get("eval", 0.0),
         "fidelity_s": clock.totals.get("fidelity", 0.0),
+        "compile_s": clock.totals.get("compile", 0.0),
         "total_s": time.perf_counter() - wall_start,
     }
-    return {"metrics": metrics, "curve": curve, "timing": timing, "memory": memory.result(),
-            "execution": describe(config), "device": device}
+    execution = {**describe(config), "compile": path.record(timing["compile_s"])}
+    # after the final test evaluation, what it left resident is no phase's
+    measured_memory = memory.result(after_final_phase=bool(metrics))
+    return {"metrics": metrics, "curve": curve, "timing": timing, "memory": measured_memory,
+            "execution": execution, "device": device}
 
 
 def evaluate_on_test(method: Method, task: Task, phi: Params, episodes: EpisodeBatch,

@@ -1,0 +1,51 @@
+"""How the local executor starts a trial's worker process without paying a Python start
+and a PyTorch import per trial.
+
+Every trial still runs in a process of its own (a crash, a leak or an exhausted memory
+stays there), but that process is forked from multiprocessing's *forkserver*: a server
+process, started once per runner, that has imported PyTorch, `torch._dynamo` and the trial
+loop (`PRELOAD`). A fork of it starts in a few tens of milliseconds where a spawned
+interpreter took seconds to import the same modules. The forkserver never runs PyTorch
+work itself (no thread pool, no CUDA context), so forking it is safe. The plugins are not
+preloaded: a worker loads its method and task files itself, so it always runs the code
+the trial was planned with (benchsuite.running.executors checks that).
+
+A forked worker inherits the forkserver's environment, which is the runner's when the
+forkserver started; `in_runner_environment` gives it the runner's environment as it is
+when the trial starts, as a spawned process would have (a data root set since, say).
+A forked worker's parent is the forkserver, not the runner, and the forkserver outlives a
+runner killed with SIGKILL while any worker it forked lives (every worker holds the pipe
+whose closing ends it): so a worker's orphan check (benchsuite.running.executors) watches
+the runner's process itself. Where the platform has no forkserver, workers are spawned.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable
+from multiprocessing.context import BaseContext
+from typing import Any
+
+PRELOAD = ("torch", "torch._dynamo", "torch.func", "benchsuite.running.executors")
+"""Modules the forkserver imports once for every worker (the executors module imports
+the trial loop, and through it the engine)."""
+
+
+def worker_context() -> BaseContext:
+    """The multiprocessing context that starts trial workers: the forkserver with
+    `PRELOAD` imported, else spawn."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(list(PRELOAD))
+    return context
+
+
+def in_runner_environment(environment: dict[str, str], target: Callable[..., Any],
+                          *args: Any) -> None:
+    """Run `target(*args)` in a worker with the environment variables `environment`
+    (the runner's when it started the trial)."""
+    os.environ.clear()
+    os.environ.update(environment)
+    target(*args)
