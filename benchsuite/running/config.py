@@ -297,7 +297,8 @@ def check_overrides_known(overrides: list[Override], configs: list[dict[str, Any
                              f"{', '.join(sorted(known))}")
 
 
-IDENTITY_NEUTRAL: dict[str, Any] = {"meta_weight_decay": 0.0, "meta_adam_eps": 1e-8}
+IDENTITY_NEUTRAL: dict[str, Any] = {"meta_weight_decay": 0.0, "meta_adam_eps": 1e-8,
+                                     "compile": "off"}
 """Keys added after records existed, with the value that computes what trials computed
 before them: at that value they are left out of a trial's identity, so that a trial which
 runs as before keeps its id."""

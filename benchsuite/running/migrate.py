@@ -9,12 +9,14 @@ the command stored in it, as `benchsuite run` would plan it now, and calls it
   current    when the planned trial is the record's: nothing to do;
   changed    when the planned config gives another value to a key the record holds: a
              different trial, which `run` runs again (the record stays, stale);
-  migrated   otherwise, when the trial re-run under the current code with the planned config
-             gives every compared number of the record back bit for bit
+  migrated   otherwise, when the trial re-run under the current code with the planned
+             config gives every compared number of the record back bit for bit
              (benchsuite.running.verify: the start of the trial up to its first curve
-             point, or with `full` the whole trial and every test metric). The record is
-             re-keyed: it takes the planned config, code identity and id (and file name),
-             and a `migrations` entry says from which id and code and by which check;
+             point, or with `full` the whole trial and every test metric); a key added
+             since the record was made takes the value that runs as the record ran
+             (benchsuite.running.config.IDENTITY_NEUTRAL). The record is re-keyed: it
+             takes that config, the code identity and the id (and file name), and a
+             `migrations` entry says from which id and code and by which check;
   MISMATCH   when a number differs: the code change changed the trial; re-run it;
   skipped    a record that did not finish (failed, timeout, oom): `run` runs it again.
 """
@@ -28,10 +30,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from benchsuite.running.config import IDENTITY_NEUTRAL, trial_id
 from benchsuite.running.planning import TrialSpec
 from benchsuite.running.registry import Registry
 from benchsuite.running.verify import verify
-from benchsuite.storage.records import read_record, record_lock, write_atomic
+from benchsuite.storage.records import read_record, record_lock, record_path, write_atomic
 
 CURRENT, CHANGED, MIGRATED, MISMATCH, SKIPPED = ("current", "changed", "migrated", "MISMATCH",
                                                "skipped")
@@ -71,7 +74,14 @@ def migrate_record(path: Path, record: dict, spec: TrialSpec, registry: Registry
         shown = ", ".join(f"{key} {record['config'][key]!r} -> {spec.config.get(key)!r}"
                           for key in changed[:3])
         return Migration(path, CHANGED, f"{shown}; re-run it")
-    candidate = {**record, "config": spec.config, "code": spec.code, "id": spec.trial_id}
+    # a key added since the record was made takes the value that runs as the record ran
+    config = {**spec.config, **{key: neutral for key, neutral in IDENTITY_NEUTRAL.items()
+                                if key in spec.config and key not in record["config"]}}
+    trial = trial_id(spec.method, spec.task, config, spec.code)
+    if trial == record["id"]:
+        return Migration(path, CURRENT)
+    target = record_path(spec.path.parents[2], spec.task, spec.method, spec.seed, trial)
+    candidate = {**record, "config": config, "code": spec.code, "id": trial}
     verdict = verify(candidate, registry, quick=not full)
     if verdict.result == "skipped":  # a failed or timed-out record: `run` runs it again
         return Migration(path, SKIPPED, verdict.detail)
@@ -80,12 +90,12 @@ def migrate_record(path: Path, record: dict, spec: TrialSpec, registry: Registry
     candidate["migrations"] = [*record.get("migrations", []), {
         "from_id": record["id"], "from_code": record["code"], "checked": verdict.check,
         "compared": verdict.detail, "at": datetime.now(UTC).isoformat(timespec="seconds")}]
-    with record_lock(spec.path):
-        write_atomic(spec.path, candidate)
-    if spec.path != path:
+    with record_lock(target):
+        write_atomic(target, candidate)
+    if target != path:
         with record_lock(path):
             path.unlink(missing_ok=True)
-    return Migration(spec.path, MIGRATED, f"{verdict.check}, {verdict.detail} identical")
+    return Migration(target, MIGRATED, f"{verdict.check}, {verdict.detail} identical")
 
 
 def migrate_records(paths: Iterable[Path], plan_of: Callable[[dict], TrialSpec | None],
