@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from benchsuite.running import executors, planning, runner
+from benchsuite.running import executors, planning, ray_executor, runner
 from benchsuite.running.registry import discover
 from benchsuite.storage.records import read_record
 
@@ -87,7 +87,7 @@ def without_clock_readings(record: dict) -> dict:
 def test_ray_and_local_executors_give_the_same_records(ray_cluster, tmp_path):
     local, remote = tmp_path / "local", tmp_path / "ray"
     runner.execute(grid(local), executors.LocalExecutor(None), force=False, quiet=True)
-    summary = runner.execute(grid(remote), executors.RayExecutor(None, None), force=False,
+    summary = runner.execute(grid(remote), ray_executor.RayExecutor(None, None), force=False,
                              quiet=True)
     assert summary.counts() == "2 finished"
     local_files = sorted(p.relative_to(local) for p in local.rglob("*.json"))
@@ -105,7 +105,7 @@ def test_lost_workers_are_retried_then_recorded_and_settings_travel(ray_cluster,
     (plugins / "crashing.py").write_text(textwrap.dedent(CRASHING_METHODS))
     monkeypatch.setenv("BENCHSUITE_PROBE", "set by the driver")  # after the cluster started
     specs = grid(tmp_path / "out", "crashes-once,crashes-always,reads-environment", [plugins])
-    summary = runner.execute(specs, executors.RayExecutor(None, None, max_retries=1),
+    summary = runner.execute(specs, ray_executor.RayExecutor(None, None, max_retries=1),
                              force=False, quiet=True)
     records = {read_record(p)["method"]: read_record(p)
                for p in (tmp_path / "out").rglob("*.json")}
@@ -120,9 +120,9 @@ def test_cuda_trials_ask_ray_for_one_gpu(tmp_path):
     [spec] = planning.plan(discover(), methods="maml", tasks="sinusoid", seeds=1, budget="quick",
                          device="cuda", options={}, set_items=[], out=tmp_path,
                          device_here=False)
-    assert executors.ray_resources(spec) == {"num_cpus": 1, "num_gpus": 1}
+    assert ray_executor.ray_resources(spec) == {"num_cpus": 1, "num_gpus": 1}
     [spec] = grid(tmp_path, "maml")
-    assert executors.ray_resources(spec) == {"num_cpus": 1, "num_gpus": 0}
+    assert ray_executor.ray_resources(spec) == {"num_cpus": 1, "num_gpus": 0}
 
 
 def test_cli_runs_a_grid_on_an_existing_cluster(ray_cluster, tmp_path):
