@@ -30,8 +30,11 @@ CRASHED = Path(__file__).with_name("crashed")
 
 
 def kill_the_ray_worker():
-    """Kill the Ray worker that runs this trial's process, as a lost node would."""
-    os.kill(os.getppid(), signal.SIGKILL)
+    """Kill the Ray worker that runs this trial's process, as a lost node would: the
+    trial's process is forked by the worker's forkserver, whose parent is the worker."""
+    forkserver = os.getppid()
+    worker = int(Path(f"/proc/{forkserver}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    os.kill(worker, signal.SIGKILL)
     time.sleep(60)  # this process ends once it notices its parent is gone
 
 
