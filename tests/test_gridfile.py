@@ -97,7 +97,8 @@ def test_run_without_a_selection_runs_the_demo_grid(tmp_path):
 
 def test_the_packaged_grids_plan_the_committed_reference_records(registry, monkeypatch):
     """Every trial of the reference and protocol grid files has the config of a committed
-    record (the grids the records were run with, once shell lines in the noxfile)."""
+    record (the grids the records were run with, once shell lines in the noxfile), unless
+    its records all ran older code (a protocol changed since: they await a re-run)."""
     if not SHARED_OMNIGLOT.is_dir():
         pytest.skip("the shared Omniglot subset is not beside the checkout")
     monkeypatch.chdir(REPO)
@@ -118,11 +119,16 @@ def test_the_packaged_grids_plan_the_committed_reference_records(registry, monke
                                        "meta_batch": o["meta_batch"]},
                               overrides=grid.overrides, out=Path(o["out"]),
                               protocol=o["protocol"])
-        stored = {}
+        stored: dict[tuple, list[dict]] = {}
         for path in Path(o["out"]).rglob("seed*.json"):
             record = json.loads(path.read_text())
             stored.setdefault((record["method"], record["task"], record["seed"]),
-                              []).append(record["config"])
+                              []).append(record)
         for spec in specs:
             config = json.loads(json.dumps(spec.config))
-            assert config in stored[spec.method, spec.task, spec.seed], (name, spec.label())
+            records = stored[spec.method, spec.task, spec.seed]
+            if config not in [record["config"] for record in records]:
+                # a trial whose protocol changed since: its records ran older code, which
+                # the report marks and `nox -s reference` re-runs
+                assert all(record["code"] != spec.code for record in records), (
+                    name, spec.label())
