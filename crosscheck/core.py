@@ -112,7 +112,7 @@ def protocol_config(method: str, task: str, *, named: str | None = None,
     (the named protocol `named`, else the pair's paper protocol), resolved by the planner
     as `benchsuite run` does; `overrides` replace keys afterwards (a quick check's
     smaller network or meta-batch, never a setting under test)."""
-    protocols = protocol_files.load()
+    protocols = protocol_files.load(protocol_files.PACKAGED)  # the committed ones only
     protocol = (protocols.named_protocol(named).for_method(method) if named
                 else protocols.paper[method, task])
     config = planning.resolve_pair(registry.discover(), method, task, seed=0,

@@ -18,8 +18,8 @@ from torch import nn
 
 from benchsuite.methods.reptile import minibatch_rows
 from benchsuite.running.trial import evaluate_on_test, make_optimizer, make_schedule
-from crosscheck.core import Check, Difference, Setting, relative_difference
-from crosscheck.planned import built_in_float64, in_float64, planned_config
+from crosscheck.core import Check, Difference, Setting, protocol_config, relative_difference
+from crosscheck.planned import built_in_float64, in_float64
 
 SOURCE = "dualslash/reptile-torch, src/ at commit f1bb111"
 TOLERANCE = 1e-5
@@ -257,7 +257,7 @@ def rule_difference(config, quick: bool) -> Difference:
 
 
 def run(quick: bool = False) -> Check:
-    return check(planned_config("reptile", "logistic", protocol="reptile-torch"), quick)
+    return check(protocol_config("reptile", "logistic", named="reptile-torch"), quick)
 
 
 def check(config: dict, quick: bool = False) -> Check:

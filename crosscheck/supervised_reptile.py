@@ -26,8 +26,8 @@ from benchsuite.blocks.models import conv4_strided_forward
 from benchsuite.core.contract import EpisodeBatch
 from benchsuite.methods.reptile import minibatch_rows
 from benchsuite.running.trial import make_optimizer, make_schedule
-from crosscheck.core import Check, Difference, Setting, relative_difference
-from crosscheck.planned import built_in_float64, planned_config
+from crosscheck.core import Check, Difference, Setting, protocol_config, relative_difference
+from crosscheck.planned import built_in_float64
 
 SOURCE = "openai/supervised-reptile at commit 8f2b71c (TensorFlow 1: rules re-expressed)"
 TOLERANCE = 1e-5
@@ -305,7 +305,7 @@ def compare_weights(quantity: str, ours, theirs, note: str) -> list[Difference]:
 
 
 def run(quick: bool = False) -> Check:
-    return check(planned_config("reptile", "omniglot"), quick)
+    return check(protocol_config("reptile", "omniglot"), quick)
 
 
 def check(config: dict, quick: bool = False) -> Check:

@@ -7,7 +7,7 @@ from torch import nn
 
 from benchsuite.blocks.models import conv4_strided_forward, conv4_strided_init
 from crosscheck import reptile_torch, supervised_reptile
-from crosscheck.planned import planned_config
+from crosscheck.core import protocol_config
 
 
 def failed(check):
@@ -25,7 +25,7 @@ def test_reptile_torch_protocol_matches_its_source():
 
 
 def test_reptile_torch_check_fails_on_a_changed_setting():
-    config = planned_config("reptile", "logistic", protocol="reptile-torch")
+    config = protocol_config("reptile", "logistic", named="reptile-torch")
     check = reptile_torch.check({**config, "inner_batches": "shuffled"}, quick=True)
     settings, differences = failed(check)
     assert not check.passed
@@ -47,7 +47,7 @@ def test_supervised_reptile_protocol_matches_its_rules():
 
 
 def test_supervised_reptile_check_fails_on_a_changed_setting():
-    config = planned_config("reptile", "omniglot")
+    config = protocol_config("reptile", "omniglot")
     settings, differences = failed(supervised_reptile.check(
         {**config, "inner_batches": "cycle"}, quick=True))
     assert "inner batches: passes over the shuffled task" in settings
