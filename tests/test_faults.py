@@ -33,6 +33,7 @@ from benchsuite.storage.records import (
     read_record,
     write_record,
 )
+from benchsuite.storage.streams import is_stream
 from tests.test_reliability import (
     REPO,
     TINY,
@@ -97,7 +98,8 @@ def planned_paths(out: Path, *args: str, plugins: Path | None = None) -> set[Pat
 
 def stored(out: Path) -> dict[Path, bytes]:
     """Every record file under `out` with its bytes; no temporary file may be there."""
-    files = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(LOCK_SUFFIX)]
+    files = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(LOCK_SUFFIX)
+             and not is_stream(p)]
     assert not [p for p in files if p.name.startswith(TEMPORARY_PREFIX)], files
     for path in files:
         read_record(path)  # a complete, valid record

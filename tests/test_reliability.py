@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from benchsuite.cli import app
 from benchsuite.storage.records import LOCK_SUFFIX, TEMPORARY_PREFIX, read_record
+from benchsuite.storage.streams import is_stream
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,11 +167,11 @@ def plugin_folder(folder: Path, **files: str) -> Path:
 
 def records_in(out: Path) -> dict[str, dict]:
     """method -> record, checking every file under `out` is a complete, valid record (or
-    the empty lock file of one)."""
+    the empty lock file of one, or a metric stream)."""
     files = sorted(out.rglob("*"))
     assert not [f for f in files if f.name.startswith(TEMPORARY_PREFIX)]
     return {read_record(f)["method"]: read_record(f) for f in files
-            if f.is_file() and not f.name.endswith(LOCK_SUFFIX)}
+            if f.is_file() and not f.name.endswith(LOCK_SUFFIX) and not is_stream(f)}
 
 
 # -- faults inside a run ---------------------------------------------------------------------

@@ -111,12 +111,32 @@ def run(
                    err=True)
         raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
     typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {o['out']}")
+    _print_results(specs, registry, o["out"], quiet=o["quiet"])
     if unsaved:
         raise typer.Exit(EXIT_IO)
     if summary.unfinished:
         typer.echo(f"{len(summary.unfinished)} trials did not finish:\n"
                    f"{summary.unfinished_table()}", err=True)
         raise typer.Exit(1)
+
+
+def _print_results(specs, registry, out: Path, quiet: bool) -> None:
+    """The grid's results table (benchsuite.reporting.summary) and how to get its report."""
+    from benchsuite.reporting.summary import results_table
+    from benchsuite.storage.records import read_record
+
+    records = []
+    for spec in specs:
+        try:
+            records.append(read_record(spec.path))
+        except ValueError:  # not stored (reported above) or not readable: not in the table
+            continue
+    table = results_table(records, registry)
+    if table and not quiet:
+        typer.echo("\n" + table + "\n")
+    reports = Path("reports") / out.name
+    typer.echo(f"leaderboard: benchsuite report {out} --out {reports} (writes "
+               f"{reports / 'LEADERBOARD.md'} and {reports / 'index.html'})")
 
 
 def report_unsaved(summary, out: Path) -> bool:

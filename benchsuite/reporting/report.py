@@ -14,6 +14,7 @@ a warning.
 from __future__ import annotations
 
 import datetime
+import shlex
 from pathlib import Path
 
 import pandas as pd
@@ -24,6 +25,7 @@ from benchsuite.reporting.figures import plot_task
 from benchsuite.reporting.published import load_published
 from benchsuite.reporting.rows import config_signature
 from benchsuite.reporting.tables import task_section
+from benchsuite.running import gridfile
 from benchsuite.running.registry import Registry, changed_code
 from benchsuite.storage.results import read_records
 
@@ -42,10 +44,7 @@ def write_report(results: Path, out: Path, registry: Registry,
                       f"from {len(records)} trial records in `{results}`.")]
     sections = []
     if records:
-        frame = pd.DataFrame(records)
-        frame["signature"] = frame.config.map(config_signature)
-        frame["stale"] = [_is_stale(r, registry) for r in records]
-        frame = _drop_superseded(frame)
+        frame = records_frame(records, registry)
         preamble += environment_notes(records)
         published, problems = load_published(results)
         warnings += problems
@@ -58,7 +57,7 @@ def write_report(results: Path, out: Path, registry: Registry,
                            if plugin.cls.implementation_of}
         methods = registry.canonical_methods()
         for task, group in frame.groupby("task", sort=True):
-            metric, higher = _objective(group, registry)
+            metric, higher = objective(group, registry)
             other_metric = group.objective.map(lambda o: o["metric"]) != metric
             warnings += [f"skipped {path}: its {task} metric is not {metric}"
                          for path in group[other_metric]._path]
@@ -75,6 +74,15 @@ def write_report(results: Path, out: Path, registry: Registry,
     return path, warnings
 
 
+def records_frame(records: list[dict], registry: Registry) -> pd.DataFrame:
+    """One row per record, with its row signature and whether its code is older than the
+    plugins' (rows.py), older-code twins of current trials dropped."""
+    frame = pd.DataFrame(records)
+    frame["signature"] = frame.config.map(config_signature)
+    frame["stale"] = [_is_stale(r, registry) for r in records]
+    return _drop_superseded(frame)
+
+
 def environment_notes(records: list[dict]) -> list[Notes]:
     """Hardware, software and the exact commands behind the records."""
     provenance = pd.DataFrame([r["provenance"] for r in records if r["provenance"]])
@@ -85,9 +93,24 @@ def environment_notes(records: list[dict]) -> list[Notes]:
         for key in ENVIRONMENT_KEYS if key in provenance))]
     commands = sorted(provenance.get("command", pd.Series(dtype=str)).dropna().unique())
     commands = [c for c in commands if c]
+    grids = grid_files(commands)
+    if grids:
+        notes.append(Notes("Grid files (what the commands below ran: methods, tasks, seeds "
+                           "and settings): " + ", ".join(f"`{g}`" for g in grids) + "."))
     if commands:
         notes.append(Notes("Commands:", commands, code=True))
     return notes
+
+
+def grid_files(commands: list[str]) -> list[str]:
+    """The packaged grid files (`--config NAME`) the commands ran, as repository paths."""
+    names = []
+    for command in commands:
+        words = shlex.split(command)
+        names += [words[i + 1] for i, word in enumerate(words[:-1]) if word == "--config"]
+        names += [word.split("=", 1)[1] for word in words if word.startswith("--config=")]
+    packaged = gridfile.packaged()
+    return sorted({f"benchsuite/grids/{name}.toml" for name in names if name in packaged})
 
 
 def _is_stale(record: dict, registry: Registry) -> bool:
@@ -102,7 +125,7 @@ def _drop_superseded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~(frame.stale & has_current)]
 
 
-def _objective(group: pd.DataFrame, registry: Registry) -> tuple[str, bool]:
+def objective(group: pd.DataFrame, registry: Registry) -> tuple[str, bool]:
     """The task's metric as its plugin defines it now, else as most of its records say."""
     task = registry.tasks.get(group.task.iloc[0])
     if task:

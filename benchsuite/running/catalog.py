@@ -208,7 +208,7 @@ def render(data: dict[str, Any], protocols, *, wide: bool = False) -> str:
             for (method, task), p in sorted({**protocols.paper, **protocols.tuned}.items())]
     parts.append("Protocols per method and task (others run on the task's defaults)\n"
                  + _table(rows, ["pair", "protocol", "source"], [26, 18, 50], wide))
-    rows = [[name, n.task, ", ".join(n.methods), n.description or n.source]
+    rows = [[name, n.task, ", ".join(n.runs), n.description or n.source]
             for name, n in sorted(protocols.named.items())]
     parts.append("Named protocols (benchsuite run --protocol NAME)\n"
                  + _table(rows, ["protocol", "task", "methods", "what"], [14, 9, 22, 48],

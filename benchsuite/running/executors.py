@@ -34,6 +34,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.connection import wait as wait_for_any
 from pathlib import Path
@@ -42,7 +43,7 @@ from typing import TYPE_CHECKING
 from benchsuite.core.errors import UsageError
 from benchsuite.running import workers
 from benchsuite.running.registry import Registry, changed_code, load_plugin_file
-from benchsuite.running.trial import Diverged, run_trial
+from benchsuite.running.trial import Diverged, Event, Observer, run_trial
 from benchsuite.storage.records import (
     DIVERGED,
     FAILED,
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
 
 EXECUTORS = ("local", "inline", "ray")
 ORPHAN_POLL_S = 0.5
+RELAY_EVERY_S = 0.25  # a worker sends its training events at most this often
 STARTUP_LIMIT_S = 120.0  # for a worker to import PyTorch and the plugins, when --timeout is set
 JOBS_PER_CORE = 4  # more --jobs than this many per core is a typo, not a plan
 MAX_TIMEOUT_S = 7 * 24 * 3600.0  # a longer --timeout is a typo (and overflows poll's limit)
@@ -76,8 +78,9 @@ def quiet_library_warnings() -> None:
 
 
 # -- one trial, in this process --------------------------------------------------------------
-def trial_outcome(spec: TrialSpec) -> dict:
-    """Run the trial in this process and return its full record (any status)."""
+def trial_outcome(spec: TrialSpec, observe: Observer | None = None) -> dict:
+    """Run the trial in this process and return its full record (any status); `observe`
+    gets its training events (benchsuite.running.trial.Event)."""
     import torch
 
     started_at = _now()
@@ -90,7 +93,7 @@ def trial_outcome(spec: TrialSpec) -> dict:
     record = new_record(spec, FINISHED)
     try:
         measured = run_trial(registry.method(spec.method).cls, registry.task(spec.task).cls,
-                             spec.config)
+                             spec.config, observe=observe)
         measured.pop("device")
         record.update(measured)
     except Diverged as error:
@@ -155,6 +158,7 @@ class IsolatedTrial:
             args=(dict(os.environ), _worker, spec, sender, os.getpid(), threads, jobs))
         self.created = self.started = time.monotonic()  # started: the current stage
         self.stage = "while starting"
+        self.events: list[Event] = []  # received, not yet taken (take_events)
         self.limit = None if timeout is None else max(timeout, STARTUP_LIMIT_S)
         try:
             with _signals_blocked():  # the worker inherits the mask: stopping is our job
@@ -182,6 +186,9 @@ class IsolatedTrial:
                 message = self.receiver.recv()
             except EOFError:  # the worker died without sending its record
                 return self._unfinished(*_death_cause(self.process))
+            if isinstance(message, _Events):
+                self.events.extend(message.events)
+                continue
             if not self.stage:
                 return message
             # "started": the trial's own limit starts now
@@ -191,6 +198,11 @@ class IsolatedTrial:
             return self._unfinished(TIMEOUT, f"exceeded the {self.limit:g} s time limit "
                                              f"{self.stage}".strip())
         return None
+
+    def take_events(self) -> list[Event]:
+        """The training events received since the last call."""
+        events, self.events = self.events, []
+        return events
 
     def _unfinished(self, status: str, error: str) -> dict:
         record = new_record(self.spec, status, error)
@@ -212,6 +224,7 @@ def run_isolated(spec: TrialSpec, timeout: float | None, threads: int | None = N
     trial = IsolatedTrial(spec, timeout, threads, jobs)
     try:
         while (record := trial.advance()) is None:
+            trial.take_events()  # no one watches this trial
             trial.receiver.poll(trial.remaining())
         return record
     finally:
@@ -229,10 +242,39 @@ def _worker(spec: TrialSpec, connection, parent_pid: int, threads: int | None = 
     if threads is not None:
         torch.set_num_threads(threads)
     connection.send("started")
-    record = trial_outcome(spec)
+    relay = _Relay(connection)
+    record = trial_outcome(spec, observe=relay)
     record["provenance"]["jobs"] = jobs
+    relay.flush()
     connection.send(record)
     connection.close()
+
+
+@dataclass(frozen=True)
+class _Events:
+    """A worker's message: training events of its trial, in order."""
+
+    events: list[Event]
+
+
+class _Relay:
+    """A worker's observer: sends its trial's events to the runner in batches (a message
+    per event would cost a millisecond meta-step a measurable share of its time), a
+    learning-curve point at once."""
+
+    def __init__(self, connection):
+        self.connection, self.batch, self.sent = connection, [], time.monotonic()
+
+    def __call__(self, event: Event) -> None:
+        self.batch.append(event)
+        if event.kind == "curve" or time.monotonic() - self.sent >= RELAY_EVERY_S:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self.connection.send(_Events(self.batch))
+            self.batch = []
+        self.sent = time.monotonic()
 
 
 def thread_budget(jobs: int) -> int | None:
@@ -293,7 +335,25 @@ def _death_cause(process) -> tuple[str, str]:
 # -- executors -------------------------------------------------------------------------------
 class Executor:
     """Used as `with executor:` (connect, start workers) around `executor.outcomes(specs)`,
-    which yields `(spec, record)` for every spec, in the order trials end."""
+    which yields `(spec, record)` for every spec, in the order trials end.
+    `watch(running=…, events=…)`: `running(specs)` is called with the specs running
+    whenever that set changes, `events(spec, events)` with a running trial's training
+    events as they arrive (executors that can see them: local and inline)."""
+
+    _on_running: Callable[[list[TrialSpec]], None] | None = None
+    _on_events: Callable[[TrialSpec, list[Event]], None] | None = None
+
+    def watch(self, running: Callable[[list[TrialSpec]], None] | None = None,
+              events: Callable[[TrialSpec, list[Event]], None] | None = None) -> None:
+        self._on_running, self._on_events = running, events
+
+    def running_changed(self, specs: list[TrialSpec]) -> None:
+        if self._on_running is not None:
+            self._on_running(specs)
+
+    def events_arrived(self, spec: TrialSpec, events: list[Event]) -> None:
+        if self._on_events is not None:
+            self._on_events(spec, events)
 
     def __enter__(self):
         return self
@@ -308,24 +368,22 @@ class Executor:
 class InlineExecutor(Executor):
     def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
         for spec in specs:
-            yield spec, trial_outcome(spec)
+            self.running_changed([spec])
+            yield spec, trial_outcome(
+                spec, observe=lambda event, spec=spec: self.events_arrived(spec, [event]))
+            self.running_changed([])
 
 
 class LocalExecutor(Executor):
     """Up to `jobs` trials at once, each in a fresh worker process (IsolatedTrial) with its
     thread budget (thread_budget). A trial that fails, dies or overruns is recorded and
     its slot goes to the next one; stopping (an exception here, GeneratorExit included)
-    kills every running worker. `watch(callback)`: `callback(specs)` is called with the
-    specs running whenever that set changes, for progress displays."""
+    kills every running worker."""
 
     def __init__(self, timeout: float | None, jobs: int = 1):
         self.timeout = timeout
         self.jobs = jobs
         self.threads = thread_budget(jobs)
-        self.running_changed: Callable[[list[TrialSpec]], None] | None = None
-
-    def watch(self, callback: Callable[[list[TrialSpec]], None]) -> None:
-        self.running_changed = callback
 
     def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
         running: list[IsolatedTrial]
@@ -338,6 +396,9 @@ class LocalExecutor(Executor):
                     self._changed(running)
                 ended = [(trial, record) for trial in running
                          if (record := trial.advance()) is not None]
+                for trial in running:
+                    if events := trial.take_events():
+                        self.events_arrived(trial.spec, events)
                 if not ended:
                     limits = [r for r in (t.remaining() for t in running) if r is not None]
                     wait_for_any([t.receiver for t in running],
@@ -357,8 +418,7 @@ class LocalExecutor(Executor):
                 trial.close()
 
     def _changed(self, running: list[IsolatedTrial]) -> None:
-        if self.running_changed is not None:
-            self.running_changed([trial.spec for trial in running])
+        self.running_changed([trial.spec for trial in running])
 
 
 def make_executor(name: str, *, timeout: float | None, address: str | None,

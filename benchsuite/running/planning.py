@@ -123,6 +123,11 @@ def pair_protocol(registry: Registry, protocols: protocol_files.Protocols, metho
     """The protocol the trials of `method` × `task` run under: `named`'s settings for the
     method when a named protocol was chosen, else the pair's paper or tuned protocol, else
     the task's defaults (a floor: its own settings)."""
+    if named is not None and method in named.floors:
+        declared = configuration.resolve(registry.task(task).cls, registry.method(method).cls,
+                                         seed=0, budget="quick", device="cpu", options={},
+                                         overrides=[])
+        return named.for_floor(method, declared)
     if named is not None:
         return named.for_method(method)
     method_cls = registry.method(method).cls
@@ -283,11 +288,11 @@ def _named_selection(named: protocol_files.NamedProtocol, methods: str,
     if tasks.strip() not in ("all", named.task):
         raise UsageError(f"--protocol {named.name} is an experiment on {named.task}; drop "
                          f"--tasks or write --tasks {named.task}")
-    chosen = list(named.methods) if methods.strip() == "all" else [
+    chosen = list(named.runs) if methods.strip() == "all" else [
         m.strip() for m in methods.split(",") if m.strip()]
-    outside = [m for m in chosen if m not in named.methods]
+    outside = [m for m in chosen if m not in named.runs]
     if outside:
-        raise UsageError(f"--protocol {named.name} runs {', '.join(named.methods)}; it has "
+        raise UsageError(f"--protocol {named.name} runs {', '.join(named.runs)}; it has "
                          f"no settings for {', '.join(outside)}")
     return ",".join(chosen), named.task
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from importlib.resources.abc import Traversable
@@ -98,11 +98,28 @@ class NamedProtocol:
     """Per-method settings, applied after `settings`."""
     deviations: str = ""
     description: str = ""
+    floors: tuple[str, ...] = ()
+    """Floors run beside the methods, on the protocol's task, episode and evaluation
+    settings (`for_floor`), with their own step size: what the methods must beat."""
+
+    @property
+    def runs(self) -> tuple[str, ...]:
+        """Every method the protocol runs: its methods, then its floors."""
+        return self.methods + self.floors
 
     def for_method(self, method: str) -> Protocol:
         return Protocol("named", self.name, self.source,
                         {**self.settings, **self.method_settings.get(method, {})},
                         self.deviations)
+
+    def for_floor(self, method: str, declared: Collection[str]) -> Protocol:
+        """The floor `method` on the protocol's settings among the keys it has
+        (`declared`: its task's, the engine's and its own); the methods' keys (e.g. a
+        proximal weight) are theirs."""
+        settings = {k: v for k, v in self.settings.items() if k in declared}
+        return Protocol("floor", f"{method}/{self.name}",
+                        f"the floor on protocol {self.name}'s settings "
+                        f"({', '.join(sorted(settings))}), its step size its own", settings)
 
 
 @dataclass
@@ -188,6 +205,9 @@ def _named(name: str, table: dict[str, Any], path: Traversable) -> NamedProtocol
         if not isinstance(table.get(key), kind):
             raise UsageError(f"named protocol {path} needs `{key}` ({kind.__name__})")
     method_tables = table.get("method_settings", {})
+    floors = table.get("floors", [])
+    if not isinstance(floors, list) or not all(isinstance(f, str) for f in floors):
+        raise UsageError(f"named protocol {path}: `floors` must be a list of method names")
     unknown = set(method_tables) - set(table["methods"])
     if unknown:
         raise UsageError(f"named protocol {path}: settings for methods it does not run: "
@@ -197,7 +217,8 @@ def _named(name: str, table: dict[str, Any], path: Traversable) -> NamedProtocol
         source=table["source"], settings=_settings(table.get("settings", {}), name, path),
         method_settings={m: _settings(s, f"{name}.{m}", path)
                          for m, s in method_tables.items()},
-        deviations=table.get("deviations", ""), description=table.get("description", ""))
+        deviations=table.get("deviations", ""), description=table.get("description", ""),
+        floors=tuple(floors))
 
 
 def _settings(table: Any, name: str, path: Traversable) -> dict[str, Any]:

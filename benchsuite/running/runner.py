@@ -18,17 +18,18 @@ import errno
 import json
 import os
 import signal
-import sys
 import tempfile
 import threading
 from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tabulate import tabulate
 
 from benchsuite.running.planning import TrialSpec
+from benchsuite.running.progress import RunDisplay, display_mode
 from benchsuite.storage.records import (
     GOOD_STATUSES,
     NOT_APPLICABLE,
@@ -38,6 +39,10 @@ from benchsuite.storage.records import (
     remove_stale_temporaries,
     write_record,
 )
+from benchsuite.storage.streams import MetricStream
+
+if TYPE_CHECKING:
+    from benchsuite.running.trial import Event
 
 __all__ = ["RunSummary", "execute", "stop_on_signals"]
 
@@ -127,9 +132,9 @@ def stop_on_signals():
 def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> RunSummary:
     """Run the trials that have no record a re-run keeps (all with `force`) on `executor`
     and store each record as it arrives (`force`: a record replaces an equally complete
-    one, see benchsuite.storage.records.write_record)."""
-    from tqdm import tqdm
-
+    one, see benchsuite.storage.records.write_record). While trials train, their events
+    go to the display (benchsuite.running.progress; nothing under `quiet`) and to a
+    metric stream beside each record (benchsuite.storage.streams)."""
     summary = RunSummary(planned=len(specs))
     for results in {spec.path.parents[2] for spec in specs}:  # planning checked each
         results.mkdir(parents=True, exist_ok=True)
@@ -148,28 +153,33 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
             not_applicable.append(spec)
         else:
             pending.append(spec)
-    bar = tqdm(total=len(pending), disable=quiet or not pending, unit="trial",
-               file=sys.stderr, dynamic_ncols=True)
-    if hasattr(executor, "watch"):  # executors that run trials side by side list them
-        executor.watch(lambda running: bar.set_postfix_str(
-            ("running: " + ", ".join(spec.label() for spec in running)) if running else "",
-            refresh=True))
+    display = RunDisplay(pending, getattr(executor, "jobs", 1), display_mode(quiet))
+    metric_streams: dict[Path, MetricStream] = {}
+
+    def arrived(spec: TrialSpec, events: list[Event]) -> None:
+        stream = metric_streams.setdefault(spec.path, MetricStream(spec.path))
+        for event in events:
+            stream.write(event.kind, event.iteration, event.elapsed_s, event.values)
+        display.events(spec, events)
+
+    executor.watch(running=display.running, events=arrived)
     received = []
     try:
-        with executor if pending else nullcontext(), stop_on_signals() as received:
+        with (executor if pending else nullcontext(), stop_on_signals() as received,
+              display):
             for spec in not_applicable:
                 filing.store(spec, new_record(spec, NOT_APPLICABLE, spec.incompatible))
             with closing(executor.outcomes(pending)) as outcomes:
                 for spec, record in outcomes:
+                    if (stream := metric_streams.pop(spec.path, None)) is not None:
+                        stream.close()
                     filing.store(spec, record)
-                    bar.update()
-                    bar.set_description(f"{spec.label()}: {record['status']}")
-                    if record["status"] not in GOOD_STATUSES and not quiet:
-                        bar.write(f"{spec.label()}: {record['status']}: {record['error']}")
+                    display.ended(spec, record)
     except KeyboardInterrupt:
         summary.interrupted = received[0] if received else "SIGINT"
     finally:
-        bar.close()
+        for stream in metric_streams.values():
+            stream.close()
         filing.retry()
     return summary
 

@@ -12,6 +12,7 @@ import contextlib
 import math
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,31 @@ from benchsuite.storage import reproducibility
 # Building the first torch optimiser imports torch._dynamo (about 870 modules, 1-2 s on
 # this machine's CPUs). Imported here, that happens when a worker starts, not inside the
 # trial's wall-clock, where it was 14% of a 2000-iteration sinusoid trial.
+
+
+@dataclass(frozen=True)
+class Event:
+    """One moment of a trial's training, as `run_trial` reports it to its observer.
+
+    kind: "iteration" (a meta-step ended: `values` holds its outer loss, its seconds
+    `step_s`, None for the step that compiled, whose seconds are `compile_s`) or "curve"
+    (a learning-curve point: `values` is the curve row the record keeps).
+    iteration: the meta-iteration (0 for the curve point before training).
+    iterations: how many the trial trains.
+    elapsed_s: seconds since the trial started."""
+
+    kind: str
+    iteration: int
+    iterations: int
+    elapsed_s: float
+    values: dict[str, Any]
+
+
+Observer = Callable[[Event], None]
+
+
+def _ignore(event: Event) -> None:
+    return None
 
 
 class Diverged(RuntimeError):
@@ -149,13 +175,16 @@ def set_up(method_cls: type[Method], task_cls: type[Task], config: dict[str, Any
 
 
 def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
-              stop_after: int | None = None) -> dict:
+              stop_after: int | None = None, observe: Observer | None = None) -> dict:
     """Meta-train and evaluate; returns the record fields `metrics`, `curve`, `timing`,
     `memory`, `execution` and the device used. Raises Diverged or any error of the plugins.
     `stop_after` ends training after that many meta-iterations, with the learning-rate
     schedule and curve spacing of the full trial, and skips the test evaluation (metrics
     stay empty): the first part of the trial, exactly as the full trial runs it. The
-    record's `execution` says how the meta-batches were executed (benchsuite.core.execution)."""
+    record's `execution` says how the meta-batches were executed (benchsuite.core.execution).
+    `observe`, if given, is called with each event of training as it happens (`Event`):
+    for progress displays and metric streams; it sees the numbers, it changes none."""
+    observe = observe or _ignore
     wall_start = time.perf_counter()
     device = torch.device(config["device"])
     reproducibility.apply(device, config)  # CUDA determinism, before any CUDA work
@@ -199,9 +228,10 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
             f"val_{task.metric}_ci95": val["ci95"],
         })
         recent_losses.clear()
+        observe(Event("curve", iteration, last, time.perf_counter() - wall_start, curve[-1]))
 
-    curve_point(0)
     last = iterations if stop_after is None else min(stop_after, iterations)
+    curve_point(0)
     path = MetaStepPath(method, task, config)
     for iteration in range(1, last + 1):
         with clock.interval("sampling"):
@@ -223,6 +253,10 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
                 schedule.step()
         path.timed(iteration, step_times)
         recent_losses.append(result.outer_loss)
+        observe(Event("iteration", iteration, last, time.perf_counter() - wall_start, {
+            "outer_loss": result.outer_loss,
+            "step_s": None if compiling else step_times[-1],
+            "compile_s": clock.totals.get("compile", 0.0) if compiling else None}))
         if iteration % curve_every == 0 or iteration == iterations:
             curve_point(iteration)
 
