@@ -297,3 +297,16 @@ def test_l2l_maml_is_reported_as_a_check_of_maml(registry, tmp_path):
     assert ranks["maml"].isdigit() and ranks["fomaml"].isdigit()
     order = [name for name in ranks]
     assert order.index("l2l-maml") == order.index("maml") + 1   # right under the row it checks
+
+
+def test_the_leaderboard_names_the_grid_files_its_commands_ran():
+    from benchsuite.reporting.report import grid_files
+    from tests.conftest import REPO
+
+    commands = ["benchsuite run --config reference-omniglot --methods reptile,imaml",
+                "benchsuite run --config=demo --jobs 2",
+                "benchsuite run --config my-own.toml",  # not a packaged grid: no path
+                "benchsuite run --methods maml --tasks sinusoid"]
+    assert grid_files(commands) == ["benchsuite/grids/demo.toml",
+                                    "benchsuite/grids/reference-omniglot.toml"]
+    assert all((REPO / path).is_file() for path in grid_files(commands))
