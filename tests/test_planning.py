@@ -245,6 +245,7 @@ def string_constants(path: Path) -> set[str]:
 
 @pytest.mark.parametrize("module, allowed", [
     ("runner", set()), ("executors", set()), ("sweep", set()), ("planning", set()),
+    ("progress", set()),
     ("verify", {"failed"}),  # a verdict of benchsuite verify, not a record's status
 ])
 def test_statuses_are_named_not_spelled(module, allowed):

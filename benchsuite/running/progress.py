@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 
+from benchsuite.storage.records import DIVERGED, FINISHED
+
 if TYPE_CHECKING:
     from benchsuite.running.planning import TrialSpec
     from benchsuite.running.trial import Event
@@ -149,7 +151,7 @@ class RunDisplay:
             print(line, file=sys.stderr, flush=True)
         elif self.mode == "live":
             self.progress.update(self.grid, completed=self.done)
-            if record["status"] not in ("finished", "diverged"):
+            if record["status"] not in (FINISHED, DIVERGED):
                 self.console.print(line, markup=False, highlight=False)
             self._refresh_grid()
 

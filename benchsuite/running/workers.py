@@ -4,8 +4,9 @@ and a PyTorch import per trial.
 Every trial still runs in a process of its own (a crash, a leak or an exhausted memory
 stays there), but that process is forked from multiprocessing's *forkserver*: a server
 process, started once per runner, that has imported PyTorch, `torch._dynamo` and the trial
-loop (`PRELOAD`). A fork of it starts in a few tens of milliseconds where a spawned
-interpreter took seconds to import the same modules. The forkserver never runs PyTorch
+loop, and parsed the engine's sources for the code-identity check (`PRELOAD`). A fork of
+it starts in a few tens of milliseconds where a spawned interpreter took seconds to
+import the same modules. The forkserver never runs PyTorch
 work itself (no thread pool, no CUDA context), so forking it is safe. The plugins are not
 preloaded: a worker loads its method and task files itself, so it always runs the code
 the trial was planned with (benchsuite.running.executors checks that).
@@ -27,9 +28,9 @@ from collections.abc import Callable
 from multiprocessing.context import BaseContext
 from typing import Any
 
-PRELOAD = ("torch", "torch._dynamo", "torch.func", "benchsuite.running.executors")
-"""Modules the forkserver imports once for every worker (the executors module imports
-the trial loop, and through it the engine)."""
+PRELOAD = ("torch", "torch._dynamo", "torch.func", "benchsuite.running.worker_preload")
+"""Modules the forkserver imports once for every worker (worker_preload imports the
+trial loop, and through it the engine, and parses the engine's sources)."""
 
 
 def worker_context() -> BaseContext:

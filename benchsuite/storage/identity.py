@@ -53,16 +53,29 @@ def _is_engine(path: Path) -> bool:
     return path.resolve().is_relative_to(ENGINE)
 
 
+@cache
+def _absolute_imports(source: str) -> tuple[tuple[str | None, tuple[str, ...]], ...]:
+    """The absolute imports of a source text, parsed once per text: `(module, names)` for
+    `from module import names`, `(None, names)` for `import names`."""
+    found: list[tuple[str | None, tuple[str, ...]]] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.append((None, tuple(alias.name for alias in node.names)))
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.module, tuple(alias.name for alias in node.names)))
+    return tuple(found)
+
+
 def imported_names(path: Path) -> set[str]:
     """Every dotted name the file at `path` imports (`from a.b import c` gives a.b and
     a.b.c), read from its source."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(Path(path).read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    for module, aliases in _absolute_imports(Path(path).read_text()):
+        if module is None:
+            names.update(aliases)
+        else:
+            names.add(module)
+            names.update(f"{module}.{alias}" for alias in aliases)
     return names
 
 
@@ -70,13 +83,22 @@ def imported_engine_modules(path: Path) -> set[Path]:
     """The `benchsuite` modules that the file at `path` imports (`from package import
     module` names the module, not the package)."""
     found: set[Path | None] = set()
-    for node in ast.walk(ast.parse(Path(path).read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            found.update(module_file(alias.name) for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            modules = {module_file(f"{node.module}.{alias.name}") for alias in node.names}
-            found.update(modules if None not in modules else {module_file(node.module)})
+    for module, aliases in _absolute_imports(Path(path).read_text()):
+        if module is None:
+            found.update(module_file(alias) for alias in aliases)
+        else:
+            modules = {module_file(f"{module}.{alias}") for alias in aliases}
+            found.update(modules if None not in modules else {module_file(module)})
     return {module for module in found if module is not None}
+
+
+def warm() -> None:
+    """Parse every engine module once (the caches are keyed by source text, so a file
+    edited afterwards is parsed anew): what a process forked after this inherits."""
+    for path in ENGINE.rglob("*.py"):
+        source = path.read_text()
+        _absolute_imports(source)
+        _normalised_code(source)
 
 
 def engine_files(plugin_files: Iterable[Path]) -> set[Path]:
