@@ -121,18 +121,21 @@ def engine_files(plugin_files: Iterable[Path]) -> set[Path]:
 def code_hash(path: Path) -> str:
     """The identity of one file's code: its statements without comments, docstrings or
     blank lines, each engine import replaced by the imported module's identity."""
-    return _code_hash(Path(path).resolve(), ())
+    return _code_hash(Path(path).resolve(), (), {})
 
 
 def hash_files(files: Iterable[Path]) -> str:
     """One identity for several files' code (order-free)."""
     digest = hashlib.sha256()
-    for identity in sorted(code_hash(Path(file)) for file in files):
+    known: dict[Path, str] = {}  # each module hashed once per call, however often imported
+    for identity in sorted(_code_hash(Path(file).resolve(), (), known) for file in files):
         digest.update(identity.encode())
     return digest.hexdigest()[:16]
 
 
-def _code_hash(path: Path, importing: tuple[Path, ...]) -> str:
+def _code_hash(path: Path, importing: tuple[Path, ...], known: dict[Path, str]) -> str:
+    if path in known:
+        return known[path]
     text = _normalised_code(path.read_text())
     # an import is written as @<name> in the normalised code; each becomes its identity
     # (a cycle, which the engine's layering rules out, keeps the module's name instead)
@@ -141,9 +144,10 @@ def _code_hash(path: Path, importing: tuple[Path, ...]) -> str:
         if target is None:
             continue
         target = target.resolve()
-        ident = name if target in importing else _code_hash(target, (*importing, path))
+        ident = name if target in importing else _code_hash(target, (*importing, path), known)
         text = text.replace(f"@{name}", f"@{ident}")
-    return hashlib.sha256(_sorted_imports(text).encode()).hexdigest()[:16]
+    known[path] = hashlib.sha256(_sorted_imports(text).encode()).hexdigest()[:16]
+    return known[path]
 
 
 def _sorted_imports(text: str) -> str:
