@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from benchsuite.reporting import report
+from benchsuite.reporting import frame
 from benchsuite.running import planning
 from benchsuite.storage import identity
 from benchsuite.storage.identity import engine_files, imported_engine_modules
@@ -46,7 +46,7 @@ def test_an_engine_edit_gives_new_trial_ids_and_marks_older_records(registry, tm
     before = plan_one(registry, tmp_path)
     assert set(before.code) == {"method", "task", "engine"}
     record = new_record(before, "finished")
-    assert not report._is_stale(record, registry)
+    assert not frame.is_stale(record, registry)
 
     # the same engine with one statement changed in the trial loop
     edited = tmp_path / "trial.py"
@@ -57,7 +57,7 @@ def test_an_engine_edit_gives_new_trial_ids_and_marks_older_records(registry, tm
     after = plan_one(registry, tmp_path)
     assert after.code["engine"] != before.code["engine"]
     assert after.trial_id != before.trial_id and after.path != before.path  # run re-runs
-    assert report._is_stale(record, registry)                             # "older code"
+    assert frame.is_stale(record, registry)                             # "older code"
 
 
 def test_comments_docstrings_and_blank_lines_are_not_code(tmp_path):
@@ -99,4 +99,4 @@ def test_an_engine_module_moved_elsewhere_keeps_the_identity(tmp_path, monkeypat
 @pytest.mark.parametrize("code", [{"method": "x", "task": "y"}, {}])
 def test_records_without_the_engine_hash_are_never_current(registry, tmp_path, code):
     record = {**new_record(plan_one(registry, tmp_path), "finished"), "code": code}
-    assert report._is_stale(record, registry)
+    assert frame.is_stale(record, registry)

@@ -5,8 +5,8 @@ the cost figure: one panel per measure).
 
 The parts, one job each: cells.py (one score of a row, seed by seed), rows.py (the rows),
 ranking.py (ranks, floors, the baseline), published.py (papers' numbers beside ours),
-tables.py (a task's section), figures.py, markdown.py and html.py (rendering), this module
-(reading the records and putting it together). Statistics: docs/statistics.md. Rows
+tables.py (a task's section), figures.py, markdown.py and html.py (rendering), frame.py
+(the records as one table), this module (reading the records and putting it together). Statistics: docs/statistics.md. Rows
 computed with an older version of a plugin's source are marked; bad files are skipped with
 a warning.
 """
@@ -22,11 +22,11 @@ import pandas as pd
 from benchsuite.reporting import html, markdown
 from benchsuite.reporting.document import Document, Notes
 from benchsuite.reporting.figures import plot_task
+from benchsuite.reporting.frame import objective, records_frame
 from benchsuite.reporting.published import load_published
-from benchsuite.reporting.rows import config_signature
 from benchsuite.reporting.tables import task_section
 from benchsuite.running import gridfile
-from benchsuite.running.registry import Registry, changed_code
+from benchsuite.running.registry import Registry
 from benchsuite.storage.results import read_records
 
 ENVIRONMENT_KEYS = ("device_name", "cpu_count", "torch_threads", "platform", "python", "torch",
@@ -74,15 +74,6 @@ def write_report(results: Path, out: Path, registry: Registry,
     return path, warnings
 
 
-def records_frame(records: list[dict], registry: Registry) -> pd.DataFrame:
-    """One row per record, with its row signature and whether its code is older than the
-    plugins' (rows.py), older-code twins of current trials dropped."""
-    frame = pd.DataFrame(records)
-    frame["signature"] = frame.config.map(config_signature)
-    frame["stale"] = [_is_stale(r, registry) for r in records]
-    return _drop_superseded(frame)
-
-
 def environment_notes(records: list[dict]) -> list[Notes]:
     """Hardware, software and the exact commands behind the records."""
     provenance = pd.DataFrame([r["provenance"] for r in records if r["provenance"]])
@@ -111,24 +102,3 @@ def grid_files(commands: list[str]) -> list[str]:
         names += [word.split("=", 1)[1] for word in words if word.startswith("--config=")]
     packaged = gridfile.packaged()
     return sorted({f"benchsuite/grids/{name}.toml" for name in names if name in packaged})
-
-
-def _is_stale(record: dict, registry: Registry) -> bool:
-    method, task = registry.methods.get(record["method"]), registry.tasks.get(record["task"])
-    return bool(method and task and changed_code(record.get("code") or {}, method, task))
-
-
-def _drop_superseded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Where a trial exists for the current plugin code, its older-code twins are dropped."""
-    keys = ["task", "method", "signature", "seed"]
-    has_current = frame.groupby(keys).stale.transform(lambda stale: (~stale).any())
-    return frame[~(frame.stale & has_current)]
-
-
-def objective(group: pd.DataFrame, registry: Registry) -> tuple[str, bool]:
-    """The task's metric as its plugin defines it now, else as most of its records say."""
-    task = registry.tasks.get(group.task.iloc[0])
-    if task:
-        return task.cls.metric, task.cls.higher_is_better
-    objective = group.objective.map(lambda o: (o["metric"], o["higher_is_better"]))
-    return objective.mode().iloc[0]

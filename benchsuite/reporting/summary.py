@@ -8,7 +8,7 @@ from __future__ import annotations
 from tabulate import tabulate
 
 from benchsuite.reporting.cells import fmt
-from benchsuite.reporting.report import objective, records_frame
+from benchsuite.reporting.frame import objective, records_frame
 from benchsuite.reporting.rows import build_rows
 from benchsuite.running.registry import Registry
 
