@@ -66,14 +66,19 @@ def test_a_run_streams_every_iteration_beside_its_record(tmp_path):
     assert record["curve"][1]["train_outer_loss"] == pytest.approx(statistics.fmean(first))
 
 
-def test_a_stream_that_cannot_be_written_stops_with_a_warning(tmp_path):
+def test_a_stream_that_cannot_be_written_stops_and_says_why(tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")  # a file where the record's folder should be
-    stream = streams.MetricStream(blocked / "seed0-x.json")
-    with pytest.warns(UserWarning, match="metric stream .* stopped"):
-        stream.write("curve", 0, 0.0, {"val_mse": 1.0})
-    stream.write("iteration", 1, 0.1, {"outer_loss": 1.0})  # silent once stopped
+    stream = streams.MetricStream(blocked / "maml" / "seed0-x.json", tmp_path)
+    stream.write("curve", 0, 0.0, {"val_mse": 1.0})
+    assert stream.problem is not None and "stopped: Not a directory" in stream.problem
+    stream.write("iteration", 1, 0.1, {"outer_loss": 1.0})  # nothing more once stopped
     stream.close()
+    # a vanished results folder is never made again
+    gone = tmp_path / "gone"
+    stream = streams.MetricStream(gone / "t" / "maml" / "seed0-x.json", gone)
+    stream.write("curve", 0, 0.0, {"val_mse": 1.0})
+    assert "the results folder vanished" in stream.problem and not gone.exists()
 
 
 def test_tensorboard_gets_the_same_scalars_where_installed(tmp_path):

@@ -6,9 +6,9 @@ the cost figure: one panel per measure).
 The parts, one job each: cells.py (one score of a row, seed by seed), rows.py (the rows),
 ranking.py (ranks, floors, the baseline), published.py (papers' numbers beside ours),
 tables.py (a task's section), figures.py, markdown.py and html.py (rendering), frame.py
-(the records as one table), this module (reading the records and putting it together). Statistics: docs/statistics.md. Rows
-computed with an older version of a plugin's source are marked; bad files are skipped with
-a warning.
+(the records as one table), this module (reading the records and putting it together).
+Statistics: docs/statistics.md. Rows computed with an older version of a plugin's source
+are marked; bad files are skipped with a warning.
 """
 
 from __future__ import annotations

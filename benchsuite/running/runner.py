@@ -157,9 +157,14 @@ def execute(specs: list[TrialSpec], executor, *, force: bool, quiet: bool) -> Ru
     metric_streams: dict[Path, MetricStream] = {}
 
     def arrived(spec: TrialSpec, events: list[Event]) -> None:
-        stream = metric_streams.setdefault(spec.path, MetricStream(spec.path))
+        stream = metric_streams.get(spec.path)
+        if stream is None:  # <out>/<task>/<method>/<file>: the results folder is parents[2]
+            stream = metric_streams[spec.path] = MetricStream(spec.path, spec.path.parents[2])
+        running = stream.problem is None
         for event in events:
             stream.write(event.kind, event.iteration, event.elapsed_s, event.values)
+        if running and stream.problem is not None:
+            display.message(f"warning: {stream.problem}")
         display.events(spec, events)
 
     executor.watch(running=display.running, events=arrived)

@@ -9,16 +9,17 @@ user to watch (`tail -f`, TensorBoard) and to read afterwards.
                           same scalars as an event file (`tensorboard --logdir RESULTS`).
 
 A stream is a log, not a result: the record holds every number a report prints, and a
-stream that cannot be written (a read-only folder, a full disk) is closed with a warning
-while the trial goes on. A trial that runs again starts its stream afresh.
+stream that cannot be written (a read-only folder, a full disk, a results folder that
+vanished: a stream never creates one) stops, with the reason in `problem`, while the
+trial goes on. A trial that runs again starts its stream afresh.
 """
 
 from __future__ import annotations
 
 import csv
+import errno
 import shutil
 import time
-import warnings
 from pathlib import Path
 from typing import IO, Any
 
@@ -56,27 +57,30 @@ def _tensorboard_writer(folder: Path):
 
 class MetricStream:
     """The stream of one trial: `write(kind, iteration, elapsed_s, values)` per training
-    event (benchsuite.running.trial.Event's fields), `close()` when its record is filed."""
+    event (benchsuite.running.trial.Event's fields), `close()` when its record is filed.
+    `results`: the results folder the record goes under (it must exist; the record's own
+    subfolders are made)."""
 
-    def __init__(self, record_path: Path):
+    def __init__(self, record_path: Path, results: Path):
         self.path = csv_path(record_path)
+        self.results = results
         self.flushed = time.monotonic()
         self.file: IO[str] | None = None
         self.writer: csv.DictWriter | None = None
         self.board = None
         self.board_path = tensorboard_path(record_path)
-        self.broken = False
+        self.problem: str | None = None
+        """Why the stream stopped (None while it runs)."""
 
     def write(self, kind: str, iteration: int, elapsed_s: float,
               values: dict[str, Any]) -> None:
-        if self.broken:
+        if self.problem is not None:
             return
         try:
             self._write(kind, iteration, elapsed_s, values)
         except OSError as error:
-            self.broken = True
-            warnings.warn(f"metric stream {self.path} stopped: {error.strerror or error}; "
-                          "the trial's record is unaffected", stacklevel=2)
+            self.problem = (f"metric stream {self.path} stopped: "
+                            f"{error.strerror or error}; the trial's record is unaffected")
             self.close()
 
     def _write(self, kind: str, iteration: int, elapsed_s: float,
@@ -102,6 +106,8 @@ class MetricStream:
             self.flushed = now
 
     def _open(self, columns: list[str]) -> None:
+        if not self.results.is_dir():  # never re-create a vanished results folder
+            raise FileNotFoundError(errno.ENOENT, "the results folder vanished")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.file = self.path.open("w", newline="")
         self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
