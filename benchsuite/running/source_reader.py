@@ -480,7 +480,10 @@ class Reader:
                 if node.level or node.module is None or any(a.name == "*" for a in node.names):
                     raise Unresolvable(f"{module.path}: a relative or star import")
                 source = self.module(node.module)
-                if isinstance(source, ReadModule):
+                if isinstance(source, ModuleType):  # imported: it has them, or fails here
+                    for alias in node.names:
+                        self.import_from(node.module, alias.name)
+                elif isinstance(source, ReadModule):
                     self.check_imports(source)
                     for alias in node.names:  # bound there (not evaluated), or a submodule
                         if alias.name not in source.names:
@@ -506,6 +509,8 @@ class Reader:
             return Opaque(f"{module_name}.{name}")
         if hasattr(source, name):
             return getattr(source, name)
+        if not hasattr(source, "__path__"):  # not a package: no submodule either
+            raise Unresolvable(f"module {module_name} has no {name}")
         return self.module(f"{module_name}.{name}")
 
     def builtin(self, name: str, where: str) -> Any:
