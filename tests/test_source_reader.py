@@ -122,6 +122,8 @@ def test_read_class_methods_return_what_python_returns(modules):
     "class K:\n    @classmethod\n    def f(cls):\n        for i in range(2):\n"
     "            return i\n",
     "import torch\nX = torch.zeros(2) + 1\n",
+    "import enum\nclass K(enum.Enum):\n    A = 1\n",  # a metaclass from outside
+    "import functools\n@functools.total_ordering\nclass K:\n    pass\n",
 ])
 def test_what_only_running_would_settle_raises(tmp_path, source):
     path = tmp_path / "sample.py"

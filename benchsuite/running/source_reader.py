@@ -237,12 +237,12 @@ class ReadClass:
         if self.state != "new":
             return
         self.state = "creating"
-        for base in self.mro()[1:]:
-            if isinstance(base, ReadClass):
-                base.create()
-        if any(self.module.reader.evaluate(d, self.scope) is not dataclasses.dataclass
-               for d in _decorator_names(self.node)):
-            raise Unresolvable(f"class {self.name}: a decorator other than dataclass")
+        if any(isinstance(base, Opaque) for base in self.mro()):
+            # a base from outside may bring a metaclass (an Enum's) that remakes the class
+            raise Unresolvable(f"class {self.name}: a base the reader cannot read")
+        for base in self.mro()[1:-1]:  # read classes, then object
+            base.create()
+        self.check_decorators()
         if any(not isinstance(s, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.ClassDef
                               | ast.Pass) and not _is_docstring(s) for s in self.node.body):
             raise Unresolvable(f"class {self.name}: a statement in its body the reader "
@@ -250,6 +250,12 @@ class ReadClass:
         hook = self.module.reader.lookup(self, "__init_subclass__", start=1, bind_to=self)
         self.module.reader.call(hook, [], {})
         self.state = "created"
+
+    def check_decorators(self) -> None:
+        """The class statement binds the class itself: it has no decorator but dataclass."""
+        if any(self.module.reader.evaluate(d, self.scope) is not dataclasses.dataclass
+               for d in _decorator_names(self.node)):
+            raise Unresolvable(f"class {self.name}: a decorator other than dataclass")
 
     def own(self, name: str) -> Any:
         """The value the class body itself binds to `name` (or None)."""
@@ -581,11 +587,8 @@ class Reader:
         cls.create()
         bind_to = cls if bind_to is None else bind_to
         for base in cls.mro()[start:]:
-            if isinstance(base, Opaque):
-                raise Unresolvable(f"class {cls.name}: {name} may come from {base.name}")
             if base is object:
                 break
-            base.create()
             if base.has_own(name):
                 return self.descriptor(base.own(name), bind_to)
         if name == "__init_subclass__":

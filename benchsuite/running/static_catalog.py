@@ -83,8 +83,10 @@ def _plugin_classes(reader: Reader, module: ReadModule, bases: tuple[ReadClass, 
         if module.names[name][-1].how not in ("class", "assign"):
             continue  # an import or a function: no class defined here
         value = module.global_value(name)
-        if (isinstance(value, ReadClass) and value.module is module
-                and value not in bases and reader.subclass_of(value, bases)
+        if not (isinstance(value, ReadClass) and value.module is module):
+            continue
+        value.check_decorators()  # else the name may be bound to what a decorator made
+        if (value not in bases and reader.subclass_of(value, bases)
                 and reader.lookup(value, "name", default=_ABSENT) is not _ABSENT):
             found.append(value)
     return found
@@ -140,13 +142,8 @@ def _adopt(reader: Reader, cls: Any, own: Any) -> None:
         raise Unresolvable("settings.adopt called on something other than a class")
     spec = reader.lookup(cls, "Settings", default=None)
     keys = [] if spec is None else _declared(reader, spec, f"{cls.name}.Settings")
-    inherited = set()
-    for base in cls.mro()[1:]:
-        if isinstance(base, Opaque):
-            raise Unresolvable(f"class {cls.name}: a base the reader cannot read")
-        if base is not object:
-            inherited |= {s.name for s in reader.lookup(base, "declared_settings",
-                                                        default=())}
+    inherited = {s.name for base in cls.mro()[1:-1]  # created: read classes, then object
+                 for s in reader.lookup(base, "declared_settings", default=())}
     cls.set["declared_settings"] = tuple(keys)
     if not keys:
         return
@@ -176,7 +173,7 @@ def _declared(reader: Reader, spec: Any, label: str) -> list[settings.Setting]:
         annotation = node.annotation
         if isinstance(annotation, ast.Constant) and isinstance(annotation.value, str):
             annotation = ast.parse(annotation.value, mode="eval").body
-        hint = reader.evaluate(annotation, scope)
+        hint = _real(reader.evaluate(annotation, scope))
         if hint is typing.ClassVar or typing.get_origin(hint) is typing.ClassVar:
             continue  # not a field
         if isinstance(hint, dataclasses.InitVar) or hint is dataclasses.KW_ONLY:
