@@ -124,6 +124,7 @@ def test_read_class_methods_return_what_python_returns(modules):
     "import torch\nX = torch.zeros(2) + 1\n",
     "import enum\nclass K(enum.Enum):\n    A = 1\n",  # a metaclass from outside
     "import functools\n@functools.total_ordering\nclass K:\n    pass\n",
+    "X = Y\nY = 1\n",  # used before it is bound
 ])
 def test_what_only_running_would_settle_raises(tmp_path, source):
     path = tmp_path / "sample.py"

@@ -90,7 +90,8 @@ class Binding:
         self.path = path
         """Where in a tuple target the name sits (a, (b, c) = …)."""
         self.value: Any = None
-        self.done = False
+        self.state = "new"
+        """"new", "busy" (being evaluated: met again, the code is circular) or "done"."""
 
 
 def _bindings(statements: list[ast.stmt]) -> dict[str, list[Binding]]:
@@ -108,7 +109,7 @@ def _bindings(statements: list[ast.stmt]) -> dict[str, list[Binding]]:
                     bind(alias.asname, Binding(position, "import", source=alias.name))
                 else:
                     top = alias.name.partition(".")[0]
-                    bind(top, Binding(position, "import", source=top, node=node))
+                    bind(top, Binding(position, "import", source=top))
         elif isinstance(node, ast.ImportFrom):
             for alias in node.names:
                 source = f"{'.' * node.level}{node.module or ''}:{alias.name}"
@@ -532,8 +533,21 @@ class Reader:
 
     def binding_value(self, module: ReadModule, binding: Binding, scope: Scope,
                       owner: ReadClass | None = None) -> Any:
-        if binding.done:
+        if binding.state == "done":
             return binding.value
+        if binding.state == "busy":
+            raise Unresolvable(f"{module.name}: a name whose value depends on itself")
+        binding.state = "busy"
+        try:
+            binding.value = self.bound_value(module, binding, scope, owner)
+        except Unresolvable:
+            binding.state = "new"  # a caller that goes on without it may ask again
+            raise
+        binding.state = "done"
+        return binding.value
+
+    def bound_value(self, module: ReadModule, binding: Binding, scope: Scope,
+                    owner: ReadClass | None) -> Any:
         if binding.how == "import":
             value = self.module(binding.source)
         elif binding.how == "from":
@@ -557,7 +571,6 @@ class Reader:
         else:
             raise Unresolvable(f"{module.name}: a name bound by a statement the reader does "
                                "not follow")
-        binding.value, binding.done = value, True
         return value
 
     def function_kind(self, node: ast.FunctionDef | ast.AsyncFunctionDef, scope: Scope,

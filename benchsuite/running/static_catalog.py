@@ -47,6 +47,13 @@ _ABSENT = object()
 
 def read(extra_dirs: Sequence[str | Path] = ()) -> dict[str, Any]:
     """The catalog of the built-in plugins and those in `extra_dirs`, read from source."""
+    try:
+        return _read(extra_dirs)
+    except RecursionError:  # code nested deeper than the reader follows
+        raise Unresolvable("code nested too deep to read") from None
+
+
+def _read(extra_dirs: Sequence[str | Path]) -> dict[str, Any]:
     reader = Reader({settings.adopt: _adopt})
     contract = reader.module(CONTRACT)
     bases = (contract.attribute("Method"), contract.attribute("Task"))
