@@ -7,7 +7,8 @@ import textwrap
 
 import pytest
 
-from benchsuite.running.source_reader import Bound, ReadClass, Reader, Unresolvable
+from benchsuite.running.source_eval import Unresolvable
+from benchsuite.running.source_reader import Bound, ReadClass, Reader
 
 MODULE = '''
 import math

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from benchsuite.running import catalog, static_catalog
-from benchsuite.running.source_reader import Unresolvable
+from benchsuite.running.source_eval import Unresolvable
 from tests.conftest import REPO
 
 # plugins that exercise what the reader follows: a method subclassing a built-in method of

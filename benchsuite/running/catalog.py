@@ -68,7 +68,7 @@ def catalog(extra_dirs: Sequence[Path] = ()) -> dict[str, Any]:
     except (OSError, ValueError):
         pass
     from benchsuite.running import static_catalog
-    from benchsuite.running.source_reader import Unresolvable
+    from benchsuite.running.source_eval import Unresolvable
 
     try:
         data = static_catalog.read(extra_dirs)

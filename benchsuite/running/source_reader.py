@@ -6,11 +6,11 @@ The catalog (benchsuite.running.static_catalog) reads the plugins this way so th
 `benchsuite list` does not import them, and with them torch. The reader follows imports
 between benchsuite modules and plugin files; a module it may import is one of `IMPORTED`
 (torch-free and without side effects); any other module (torch, numpy, …) is only
-looked up (it must be installed) and stands as an opaque name. Values are real Python
-values where the code computes them from literals and pure functions (`PURE_BUILTINS`),
-and read objects otherwise: a class (`ReadClass`), a function (`Function`), a method bound
-to a class (`Bound`). Calling a read function interprets its body: assignments, `if`,
-`return` and expressions, nothing else.
+looked up (it must be installed) and stands as an opaque name. What a module binds is
+read lazily: a class (`ReadClass`) with its bases, its MRO and the `__init_subclass__`
+its bases run, a function (`Function`), a class method bound to its class (`Bound`),
+and values computed by the evaluator (benchsuite.running.source_eval); calling a read
+function interprets its body.
 
 Whatever the reader cannot settle from the text — a call of an unknown function, an
 operation on an opaque value, a statement it does not interpret, a module that is not
@@ -21,55 +21,40 @@ caller imports the code instead; the reader never guesses a value.
 from __future__ import annotations
 
 import ast
-import builtins
 import dataclasses
 import importlib
 import importlib.util
-import math
-import operator
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from benchsuite.running.source_eval import (
+    IMPORTED,
+    NO_RETURN,
+    PURE_BUILTINS,
+    Evaluator,
+    FunctionScope,
+    Named,
+    Scope,
+    Unresolvable,
+    is_docstring,
+    pick,
+    target_names,
+)
 
-class Unresolvable(Exception):
-    """What the source reader cannot settle without running the code."""
-
-
-IMPORTED = frozenset({"__future__", "typing", "math", "dataclasses", "collections.abc",
-                      "benchsuite.core.settings", "benchsuite.running.config"})
-"""Modules imported for real when read code imports them: torch-free, no side effects."""
-PURE_BUILTINS = {name: getattr(builtins, name) for name in (
-    "abs", "all", "any", "bool", "dict", "enumerate", "float", "frozenset", "int", "len",
-    "list", "max", "min", "range", "repr", "reversed", "round", "set", "sorted", "str",
-    "sum", "tuple", "zip")}
 DECORATORS = {"classmethod": classmethod, "staticmethod": staticmethod, "property": property}
-PURE_METHODS: dict[type, set[str]] = {
-    str: {"join", "format", "split", "strip", "lstrip", "rstrip", "lower", "upper",
-          "replace", "startswith", "endswith", "capitalize", "title"},
-    dict: {"items", "keys", "values", "get"},
-    tuple: {"index", "count"},
-    list: {"index", "count"},
-}
-"""Methods of built-in values that compute without side effects."""
-OPERATORS: dict[type[ast.AST], Callable[..., Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv, ast.FloorDiv: operator.floordiv,
-    ast.Mod: operator.mod, ast.Pow: operator.pow, ast.BitOr: operator.or_,
-    ast.BitAnd: operator.and_, ast.USub: operator.neg, ast.UAdd: operator.pos,
-    ast.Invert: operator.invert, ast.Eq: operator.eq, ast.NotEq: operator.ne,
-    ast.Lt: operator.lt, ast.LtE: operator.le, ast.Gt: operator.gt,
-    ast.GtE: operator.ge,
-}
 MAX_DEPTH = 64
 _EVERYWHERE = 1 << 62
 """The position of code that runs once its module is loaded (a function body): it sees
 every global the module binds."""
 
 
-class Opaque:
+class Opaque(Named):
     """A module outside benchsuite (torch, numpy, …) or a name taken from one."""
+
+    truthy = None
+    stable = False
 
     def __init__(self, name: str):
         self.name = name
@@ -123,7 +108,7 @@ def _bindings(statements: list[ast.stmt]) -> dict[str, list[Binding]]:
                 continue  # an annotation alone binds nothing
             targets = node.targets if isinstance(node, ast.Assign) else [node.target]
             for target in targets:
-                for name, path in _target_names(target):
+                for name, path in target_names(target):
                     bind(name, Binding(position, "assign", node, path=path))
         else:
             for inner in ast.walk(node):
@@ -137,30 +122,7 @@ def _bindings(statements: list[ast.stmt]) -> dict[str, list[Binding]]:
     return names
 
 
-def _target_names(target: ast.expr, path: tuple[int, ...] = ()
-                  ) -> Iterator[tuple[str, tuple[int, ...]]]:
-    if isinstance(target, ast.Name):
-        yield target.id, path
-    elif isinstance(target, ast.Tuple | ast.List) and not any(
-            isinstance(e, ast.Starred) for e in target.elts):
-        for index, element in enumerate(target.elts):
-            yield from _target_names(element, (*path, index))
-    else:  # an attribute, a subscript, a starred name: the name is not plainly bound
-        for inner in ast.walk(target):
-            if isinstance(inner, ast.Name) and isinstance(inner.ctx, ast.Store):
-                yield inner.id, (-1,)
-
-
-def _pick(value: Any, path: tuple[int, ...]) -> Any:
-    for index in path:
-        if index < 0:
-            raise Unresolvable("an assignment to an attribute or a starred target")
-        items = _real_items(value)
-        value = items[index]
-    return value
-
-
-class ReadModule:
+class ReadModule(Named):
     """A module read from `path` under the name `name`."""
 
     def __init__(self, reader: Reader, name: str, path: Path, tree: ast.Module,
@@ -196,7 +158,7 @@ class ReadModule:
         return self.classes[id(node)]
 
 
-class ReadClass:
+class ReadClass(Named):
     """A class statement of a read module, created (bases, MRO, the hooks its bases run
     on subclasses) on first use."""
 
@@ -211,6 +173,7 @@ class ReadClass:
         """Attributes set on the class after its body ran (by a base's __init_subclass__)."""
         self._mro: list[Any] | None = None
         self.state = "new"
+        """"new", "creating" (its bases' hooks running), "created", or "failed"."""
 
     @property
     def name(self) -> str:
@@ -235,9 +198,19 @@ class ReadClass:
     def create(self) -> None:
         """Run the `__init_subclass__` its bases define, as Python does when the class
         statement ends."""
+        if self.state == "failed":
+            raise Unresolvable(f"class {self.name}: its creation cannot be read")
         if self.state != "new":
             return
         self.state = "creating"
+        try:
+            self.run_creation()
+        except Unresolvable:
+            self.state = "failed"  # a caller that goes on without it must not see it half made
+            raise
+        self.state = "created"
+
+    def run_creation(self) -> None:
         if any(isinstance(base, Opaque) for base in self.mro()):
             # a base from outside may bring a metaclass (an Enum's) that remakes the class
             raise Unresolvable(f"class {self.name}: a base the reader cannot read")
@@ -245,12 +218,11 @@ class ReadClass:
             base.create()
         self.check_decorators()
         if any(not isinstance(s, ast.Assign | ast.AnnAssign | ast.FunctionDef | ast.ClassDef
-                              | ast.Pass) and not _is_docstring(s) for s in self.node.body):
+                              | ast.Pass) and not is_docstring(s) for s in self.node.body):
             raise Unresolvable(f"class {self.name}: a statement in its body the reader "
                                "does not follow")
         hook = self.module.reader.lookup(self, "__init_subclass__", start=1, bind_to=self)
         self.module.reader.call(hook, [], {})
-        self.state = "created"
 
     def check_decorators(self) -> None:
         """The class statement binds the class itself: it has no decorator but dataclass."""
@@ -286,11 +258,6 @@ def _decorator_names(node: ast.ClassDef) -> list[ast.expr]:
     return found
 
 
-def _is_docstring(node: ast.stmt) -> bool:
-    return (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
-            and isinstance(node.value.value, str))
-
-
 def _linearize(cls: Any, bases: list[Any]) -> list[Any]:
     """C3 linearization, as Python orders a class's bases."""
     sequences = [list(b.mro()) if isinstance(b, ReadClass) else [b, object] for b in bases]
@@ -313,7 +280,7 @@ def _linearize(cls: Any, bases: list[Any]) -> list[Any]:
     return order
 
 
-class Function:
+class Function(Named):
     """A function statement of a read module; `kind` says how its class exposes it."""
 
     def __init__(self, module: ReadModule, node: ast.FunctionDef | ast.AsyncFunctionDef,
@@ -326,36 +293,25 @@ class Function:
         decorator the reader does not know)."""
 
 
-class Bound:
+class Bound(Named):
     """A read function bound to its first argument (a class method to its class)."""
+
+    stable = False
 
     def __init__(self, function: Function, first: Any):
         self.function = function
         self.first = first
 
 
-class Super:
+class Super(Named):
     """`super()` in a read function of `owner` called on `first`."""
+
+    truthy = None
+    stable = False
 
     def __init__(self, owner: ReadClass, first: Any):
         self.owner = owner
         self.first = first
-
-
-class RealMethod:
-    """A side-effect-free method of a built-in value (PURE_METHODS)."""
-
-    def __init__(self, value: Any, name: str):
-        self.value = value
-        self.name = name
-
-
-class Scope:
-    def lookup(self, name: str) -> Any:
-        raise NotImplementedError
-
-    def function_frame(self) -> FunctionScope:
-        raise Unresolvable("super() outside a method")
 
 
 class ModuleScope(Scope):
@@ -383,51 +339,18 @@ class ClassScope(Scope):
                 owner=self.cls)
         return self.cls.scope.lookup(name)
 
-    def enclosing_function_scope(self) -> Scope:
-        """Where a comprehension in the class body looks names up: class bodies are no
-        enclosing scope for it."""
-        scope = self.cls.scope
-        while isinstance(scope, ClassScope):
-            scope = scope.cls.scope
-        return scope
+    def comprehension_parent(self) -> Scope:
+        """A class body is no enclosing scope for a comprehension in it."""
+        return self.cls.scope.comprehension_parent()
 
 
-class FunctionScope(Scope):
-    def __init__(self, function: Function, local: dict[str, Any], first: Any):
-        self.function = function
-        self.local = local
-        self.first = first
-
-    def lookup(self, name: str) -> Any:
-        if name in self.local:
-            return self.local[name]
-        return self.function.module.global_value(name)
-
-    def function_frame(self) -> FunctionScope:
-        return self
-
-
-class ComprehensionScope(Scope):
-    def __init__(self, local: dict[str, Any], parent: Scope):
-        self.local = local
-        self.parent = parent
-
-    def lookup(self, name: str) -> Any:
-        if name in self.local:
-            return self.local[name]
-        return self.parent.lookup(name)
-
-    def function_frame(self) -> FunctionScope:
-        return self.parent.function_frame()
-
-
-class Reader:
+class Reader(Evaluator):
     """Reads modules from source, each once; `intrinsics` maps real functions (of IMPORTED
     modules) to what calling them does to read values (e.g. settings.adopt on a read
-    class)."""
+    class), each called with the reader first."""
 
     def __init__(self, intrinsics: Mapping[Callable[..., Any], Callable[..., Any]]):
-        self.intrinsics = dict(intrinsics)
+        super().__init__(intrinsics)
         self.modules: dict[str, Any] = {}
         self.trees: dict[Path, ast.Module] = {}
         self.checked: set[str] = set()
@@ -567,7 +490,7 @@ class Reader:
         elif binding.how == "assign":
             assert isinstance(binding.node, ast.Assign | ast.AnnAssign)
             assert binding.node.value is not None
-            value = _pick(self.evaluate(binding.node.value, scope), binding.path)
+            value = pick(self.evaluate(binding.node.value, scope), binding.path)
         else:
             raise Unresolvable(f"{module.name}: a name bound by a statement the reader does "
                                "not follow")
@@ -625,25 +548,41 @@ class Reader:
         to derive from none of them: only code that imports benchsuite could make it."""
         return any(base in cls.mro() for base in bases)
 
-    # -- evaluation -------------------------------------------------------------------------
-    def call(self, function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+    # -- what the evaluator leaves to the reader ------------------------------------------------
+    def named_call(self, function: Named, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if isinstance(function, Bound):
             return self.run(function.function, [function.first, *args], kwargs)
         if isinstance(function, Function):
             if function.kind not in ("function", "staticmethod"):
                 raise Unresolvable(f"{function.node.name}: called as a {function.kind}")
             return self.run(function, args, kwargs)
-        if isinstance(function, RealMethod):
-            _require_real([*args, *kwargs.values()])
-            return _real_call(getattr(function.value, function.name), args, kwargs)
+        return super().named_call(function, args, kwargs)
+
+    def call(self, function: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
         if function is _nothing:
             return None
-        if _hashable(function) and function in self.intrinsics:
-            return self.intrinsics[function](self, *args, **kwargs)
-        if _pure(function):
-            _require_real([*args, *kwargs.values()])
-            return _real_call(function, args, kwargs)
-        raise Unresolvable("a call of a function the reader does not know")
+        return super().call(function, args, kwargs)
+
+    def named_attribute(self, value: Named, name: str) -> Any:
+        if isinstance(value, ReadClass):
+            if name == "__name__":
+                return value.name
+            return self.lookup(value, name)
+        if isinstance(value, Super):
+            if not isinstance(value.first, ReadClass):
+                raise Unresolvable("super() on an instance")
+            start = value.first.mro().index(value.owner) + 1
+            return self.lookup(value.first, name, start=start, bind_to=value.first)
+        if isinstance(value, ReadModule):
+            return value.attribute(name)
+        if isinstance(value, Opaque):
+            return Opaque(f"{value.name}.{name}")
+        return super().named_attribute(value, name)
+
+    def super_object(self, frame: FunctionScope) -> Any:
+        if not isinstance(frame.function, Function) or frame.function.owner is None:
+            raise Unresolvable("super() outside a class")
+        return Super(frame.function.owner, frame.first)
 
     def run(self, function: Function, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """Interpret a call of the read `function`."""
@@ -656,10 +595,10 @@ class Reader:
             if self.depth > MAX_DEPTH:
                 raise Unresolvable(f"{node.name}: calls nested too deep")
             local = self.arguments(function, args, kwargs)
-            first = args[0] if args else None
-            scope = FunctionScope(function, local, first)
+            scope = FunctionScope(local, ModuleScope(function.module, _EVERYWHERE), function,
+                                  args[0] if args else None)
             result = self.execute(node.body, scope)
-            return None if result is _NO_RETURN else result
+            return None if result is NO_RETURN else result
         finally:
             self.depth -= 1
 
@@ -698,222 +637,6 @@ class Reader:
                 local[parameter.arg] = self.evaluate(defaults[parameter.arg], module_scope)
         return local
 
-    def execute(self, statements: list[ast.stmt], scope: FunctionScope) -> Any:
-        for node in statements:
-            if isinstance(node, ast.Return):
-                return None if node.value is None else self.evaluate(node.value, scope)
-            if isinstance(node, ast.Expr):
-                if not _is_docstring(node):
-                    self.evaluate(node.value, scope)
-            elif isinstance(node, ast.If):
-                branch = node.body if self.truth(self.evaluate(node.test, scope)) else node.orelse
-                result = self.execute(branch, scope)
-                if result is not _NO_RETURN:
-                    return result
-            elif isinstance(node, ast.Assign | ast.AnnAssign) and node.value is not None:
-                value = self.evaluate(node.value, scope)
-                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                for target in targets:
-                    for name, path in _target_names(target):
-                        scope.local[name] = _pick(value, path)
-            elif not isinstance(node, ast.Pass):
-                raise Unresolvable(f"line {node.lineno}: a statement the reader does not "
-                                   "interpret")
-        return _NO_RETURN
-
-    def truth(self, value: Any) -> bool:
-        if isinstance(value, ReadClass | Function | Bound | ReadModule):
-            return True
-        _require_real([value])
-        return bool(value)
-
-    def attribute(self, value: Any, name: str) -> Any:
-        if isinstance(value, ReadClass):
-            if name == "__name__":
-                return value.name
-            return self.lookup(value, name)
-        if isinstance(value, Super):
-            if not isinstance(value.first, ReadClass):
-                raise Unresolvable("super() on an instance")
-            start = value.first.mro().index(value.owner) + 1
-            return self.lookup(value.first, name, start=start, bind_to=value.first)
-        if isinstance(value, ReadModule):
-            return value.attribute(name)
-        if isinstance(value, Opaque):
-            return Opaque(f"{value.name}.{name}")
-        if isinstance(value, ModuleType) and value.__name__ in IMPORTED:
-            if hasattr(value, name):
-                return getattr(value, name)
-            return self.module(f"{value.__name__}.{name}")
-        if name in PURE_METHODS.get(type(value), ()):
-            return RealMethod(value, name)
-        raise Unresolvable(f"the attribute {name} of a value the reader does not follow")
-
-    def evaluate(self, node: ast.expr, scope: Scope) -> Any:  # noqa: C901 - one case a node
-        if isinstance(node, ast.Constant):
-            return node.value
-        if isinstance(node, ast.Name):
-            return scope.lookup(node.id)
-        if isinstance(node, ast.Attribute):
-            return self.attribute(self.evaluate(node.value, scope), node.attr)
-        if isinstance(node, ast.Subscript):
-            container = self.evaluate(node.value, scope)
-            index = self.evaluate(node.slice, scope)
-            _require_real([container, index])
-            return _real_call(operator.getitem, [container, index], {})
-        if isinstance(node, ast.Slice):
-            parts = [None if p is None else self.evaluate(p, scope)
-                     for p in (node.lower, node.upper, node.step)]
-            _require_real(parts)
-            return slice(*parts)
-        if isinstance(node, ast.Tuple | ast.List | ast.Set):
-            items = self.items(node.elts, scope)
-            kind = {ast.Tuple: tuple, ast.List: list, ast.Set: set}[type(node)]
-            return _real_call(kind, [items], {})
-        if isinstance(node, ast.Dict):
-            result: dict[Any, Any] = {}
-            for key, value in zip(node.keys, node.values):
-                if key is None:
-                    mapping = self.evaluate(value, scope)
-                    if not isinstance(mapping, Mapping):
-                        raise Unresolvable("** of a value the reader does not follow")
-                    result.update(mapping)
-                else:
-                    key_value = self.evaluate(key, scope)
-                    _require_real([key_value])
-                    result[key_value] = self.evaluate(value, scope)
-            return result
-        if isinstance(node, ast.BinOp):
-            left, right = self.evaluate(node.left, scope), self.evaluate(node.right, scope)
-            _require_real([left, right])
-            return _real_call(_operator(node.op), [left, right], {})
-        if isinstance(node, ast.UnaryOp):
-            operand = self.evaluate(node.operand, scope)
-            if isinstance(node.op, ast.Not):
-                return not self.truth(operand)
-            _require_real([operand])
-            return _real_call(_operator(node.op), [operand], {})
-        if isinstance(node, ast.BoolOp):
-            last: Any = None
-            for operand in node.values:
-                last = self.evaluate(operand, scope)
-                if self.truth(last) == isinstance(node.op, ast.Or):
-                    return last
-            return last
-        if isinstance(node, ast.Compare):
-            left = self.evaluate(node.left, scope)
-            for op, right_node in zip(node.ops, node.comparators):
-                right = self.evaluate(right_node, scope)
-                if not self.compare(op, left, right):
-                    return False
-                left = right
-            return True
-        if isinstance(node, ast.IfExp):
-            test = self.truth(self.evaluate(node.test, scope))
-            return self.evaluate(node.body if test else node.orelse, scope)
-        if isinstance(node, ast.JoinedStr):
-            return "".join(self.formatted(part, scope) for part in node.values)
-        if isinstance(node, ast.Call):
-            return self.evaluate_call(node, scope)
-        if isinstance(node, ast.ListComp | ast.SetComp | ast.GeneratorExp | ast.DictComp):
-            return self.comprehension(node, scope)
-        raise Unresolvable(f"line {getattr(node, 'lineno', '?')}: an expression the reader "
-                           "does not evaluate")
-
-    def items(self, elements: list[ast.expr], scope: Scope) -> list[Any]:
-        items = []
-        for element in elements:
-            if isinstance(element, ast.Starred):
-                items.extend(_real_items(self.evaluate(element.value, scope)))
-            else:
-                items.append(self.evaluate(element, scope))
-        return items
-
-    def compare(self, op: ast.cmpop, left: Any, right: Any) -> bool:
-        if isinstance(op, ast.Is | ast.IsNot):
-            for value in (left, right):
-                if isinstance(value, Bound | Opaque | Super | RealMethod):
-                    raise Unresolvable("`is` on a value made anew on every access")
-            same = left is right
-            return same if isinstance(op, ast.Is) else not same
-        _require_real([left, right])
-        if isinstance(op, ast.In | ast.NotIn):
-            inside = _real_call(operator.contains, [right, left], {})
-            return bool(inside) if isinstance(op, ast.In) else not inside
-        return bool(_real_call(_operator(op), [left, right], {}))
-
-    def formatted(self, part: ast.expr, scope: Scope) -> str:
-        if isinstance(part, ast.Constant):
-            return str(part.value)
-        assert isinstance(part, ast.FormattedValue)
-        value = self.evaluate(part.value, scope)
-        _require_real([value])
-        convert: dict[int, Callable[[Any], Any]] = {-1: lambda v: v, ord("s"): str,
-                                                    ord("r"): repr, ord("a"): ascii}
-        value = _real_call(convert[part.conversion], [value], {})
-        spec = "" if part.format_spec is None else self.evaluate(part.format_spec, scope)
-        return _real_call(format, [value, spec], {})
-
-    def evaluate_call(self, node: ast.Call, scope: Scope) -> Any:
-        if isinstance(node.func, ast.Name) and node.func.id == "super" and not node.args:
-            if scope.lookup("super") is not super:
-                raise Unresolvable("super is rebound")
-            frame = scope.function_frame()
-            if frame.function.owner is None:
-                raise Unresolvable("super() outside a class")
-            return Super(frame.function.owner, frame.first)
-        function = self.evaluate(node.func, scope)
-        args = self.items(node.args, scope)
-        kwargs: dict[str, Any] = {}
-        for keyword in node.keywords:
-            value = self.evaluate(keyword.value, scope)
-            if keyword.arg is None:
-                if not isinstance(value, Mapping):
-                    raise Unresolvable("** of a value the reader does not follow")
-                kwargs.update(value)
-            else:
-                kwargs[keyword.arg] = value
-        return self.call(function, args, kwargs)
-
-    def comprehension(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp
-                      | ast.DictComp, scope: Scope) -> Any:
-        # the first iterable is evaluated where the comprehension stands, the rest in its
-        # own scope, which a class body does not enclose
-        parent = scope.enclosing_function_scope() if isinstance(scope, ClassScope) else scope
-        results: list[Any] = []
-
-        def generate(index: int, inner: ComprehensionScope) -> None:
-            if index == len(node.generators):
-                if isinstance(node, ast.DictComp):
-                    results.append((self.evaluate(node.key, inner),
-                                    self.evaluate(node.value, inner)))
-                else:
-                    results.append(self.evaluate(node.elt, inner))
-                return
-            generator = node.generators[index]
-            if generator.is_async:
-                raise Unresolvable("an async comprehension")
-            iterable = self.evaluate(generator.iter, scope if index == 0 else inner)
-            for item in _real_items(iterable):
-                local = dict(inner.local)
-                for name, path in _target_names(generator.target):
-                    local[name] = _pick(item, path)
-                step = ComprehensionScope(local, parent)
-                if all(self.truth(self.evaluate(test, step)) for test in generator.ifs):
-                    generate(index + 1, step)
-
-        generate(0, ComprehensionScope({}, parent))
-        if isinstance(node, ast.DictComp):
-            _require_real([key for key, _ in results])
-            return dict(results)
-        if isinstance(node, ast.SetComp):
-            _require_real(results)
-            return set(results)
-        return results if isinstance(node, ast.ListComp) else tuple(results)
-
-
-_NO_RETURN = object()
-
 
 def _nothing(*args: Any, **kwargs: Any) -> None:
     """object.__init_subclass__: does nothing."""
@@ -933,53 +656,3 @@ def _import_statements(statements: list[ast.stmt]) -> Iterator[ast.Import | ast.
                     yield from _import_statements(child.body)
 
 
-def _operator(op: ast.AST) -> Callable[..., Any]:
-    if type(op) not in OPERATORS:
-        raise Unresolvable(f"the operator {type(op).__name__}")
-    return OPERATORS[type(op)]
-
-
-def _hashable(value: Any) -> bool:
-    try:
-        hash(value)
-    except TypeError:
-        return False
-    return True
-
-
-def _pure(function: Any) -> bool:
-    """Whether calling `function` computes a value and nothing else: a whitelisted builtin,
-    a function of `math`, or a frozen dataclass of an IMPORTED module (a constraint such
-    as settings.AtLeast)."""
-    if not _hashable(function):
-        return False
-    if function in PURE_BUILTINS.values():
-        return True
-    if getattr(function, "__module__", None) == "math" or function in vars(math).values():
-        return callable(function)
-    return (isinstance(function, type) and dataclasses.is_dataclass(function)
-            and function.__module__ in IMPORTED
-            and function.__dataclass_params__.frozen)  # type: ignore[attr-defined]
-
-
-def _require_real(values: Iterable[Any]) -> None:
-    for value in values:
-        if isinstance(value, ReadClass | Function | Bound | Super | Opaque | ReadModule
-                      | RealMethod):
-            raise Unresolvable("an operation on a value the reader only names")
-
-
-def _real_items(value: Any) -> list[Any]:
-    _require_real([value])
-    if isinstance(value, str | bytes) or not isinstance(value, Iterable):
-        if isinstance(value, str):
-            return list(value)
-        raise Unresolvable("iterating a value the reader does not follow")
-    return list(value)
-
-
-def _real_call(function: Callable[..., Any], args: list[Any], kwargs: dict[str, Any]) -> Any:
-    try:
-        return function(*args, **kwargs)
-    except Exception as error:  # the code would raise when run: the importer reports it
-        raise Unresolvable(f"{type(error).__name__}: {error}") from None

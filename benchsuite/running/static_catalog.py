@@ -26,16 +26,8 @@ from typing import Any
 from benchsuite.core import settings
 from benchsuite.running.catalog import listing
 from benchsuite.running.plugin_rules import method_problem, plugin_paths, task_problem
-from benchsuite.running.source_reader import (
-    Bound,
-    ClassScope,
-    Function,
-    Opaque,
-    ReadClass,
-    Reader,
-    ReadModule,
-    Unresolvable,
-)
+from benchsuite.running.source_eval import Named, Unresolvable
+from benchsuite.running.source_reader import Bound, ClassScope, ReadClass, Reader, ReadModule
 
 CONTRACT = "benchsuite.core.contract"
 """The module whose Method and Task a plugin class derives from."""
@@ -130,7 +122,7 @@ class ClassView:
 
 def _real(value: Any) -> Any:
     """`value`, which must hold real values only (no read class or function)."""
-    if isinstance(value, ReadClass | Function | Bound | Opaque | ReadModule):
+    if isinstance(value, Named):
         raise Unresolvable("an attribute the catalog lists is not a plain value")
     if isinstance(value, Mapping):
         for key, item in value.items():
