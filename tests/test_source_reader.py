@@ -126,6 +126,7 @@ def test_read_class_methods_return_what_python_returns(modules):
     "import enum\nclass K(enum.Enum):\n    A = 1\n",  # a metaclass from outside
     "import functools\n@functools.total_ordering\nclass K:\n    pass\n",
     "X = Y\nY = 1\n",  # used before it is bound
+    "class K:\n    __slots__ = ()\n",
 ])
 def test_what_only_running_would_settle_raises(tmp_path, source):
     path = tmp_path / "sample.py"

@@ -197,6 +197,20 @@ UNSETTLED = {
         class Dynamic(type("Base", (MAML,), {"aliases": ()})):
             name = "dynamic"
         ''',
+    "settings-twice": '''
+        from dataclasses import dataclass
+        from benchsuite.methods.maml import MAML
+
+        class Twice(MAML):
+            name = "twice"
+            aliases = ()
+            hyperparameters = {"clip": 1.0}
+
+            @dataclass(frozen=True)
+            class Settings:
+                clip: float = 0.0
+                """Clip."""
+        ''',
     "missing-module": '''
         import no_such_module_anywhere
         ''',
@@ -213,6 +227,9 @@ def test_what_the_reader_cannot_settle_is_listed_by_importing(tmp_path, monkeypa
     assert listed == catalog.build([folder])
     if case == "arbitrary-incompatibility":
         assert {reasons["hashed"] for reasons in listed["compatible"].values()} == {None, "odd"}
+    if case == "settings-twice":  # the import fails: settings.adopt refuses the class
+        assert "both in Settings and in hyperparameters" in listed["unavailable"][
+            str(folder / "plugin.py")]
     if case == "missing-module":
         assert "no_such_module_anywhere" in listed["unavailable"][str(folder / "plugin.py")]
     assert len(list((tmp_path / "cache").glob("catalog-*.json"))) == 1

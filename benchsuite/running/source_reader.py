@@ -221,6 +221,10 @@ class ReadClass(Named):
                               | ast.Pass) and not is_docstring(s) for s in self.node.body):
             raise Unresolvable(f"class {self.name}: a statement in its body the reader "
                                "does not follow")
+        if any(name.startswith("__") and binding.how == "assign"
+               for name, bindings in self.names.items() for binding in bindings):
+            # __module__, __slots__, __hash__ = None, …: Python's machinery reads them
+            raise Unresolvable(f"class {self.name}: a special attribute set in its body")
         hook = self.module.reader.lookup(self, "__init_subclass__", start=1, bind_to=self)
         self.module.reader.call(hook, [], {})
 
