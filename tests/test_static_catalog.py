@@ -214,6 +214,9 @@ UNSETTLED = {
     "missing-module": '''
         import no_such_module_anywhere
         ''',
+    "syntax-error": '''
+        def broken(:
+        ''',
 }
 
 
@@ -232,6 +235,8 @@ def test_what_the_reader_cannot_settle_is_listed_by_importing(tmp_path, monkeypa
             str(folder / "plugin.py")]
     if case == "missing-module":
         assert "no_such_module_anywhere" in listed["unavailable"][str(folder / "plugin.py")]
+    if case == "syntax-error":
+        assert "SyntaxError" in listed["unavailable"][str(folder / "plugin.py")]
     assert len(list((tmp_path / "cache").glob("catalog-*.json"))) == 1
 
 
