@@ -7,7 +7,7 @@ import torch
 
 from benchsuite.blocks.regression import MLPRegression
 from benchsuite.running.config import RUNNER_DEFAULTS
-from benchsuite.running.registry import REQUIRED_TASK_DEFAULTS
+from benchsuite.running.plugin_rules import REQUIRED_TASK_DEFAULTS
 from tests.conftest import small_config
 
 # Drawn with tasks/sinusoid.py and tasks/logistic.py as they were before the shared base:

@@ -158,27 +158,43 @@ def declared_in(spec: type, label: str) -> list[Setting]:
     module = sys.modules[spec.__module__]
     hints = get_type_hints(spec, globalns=vars(module), include_extras=True)
     docs = field_docstrings(spec, Path(module.__file__ or ""))
-    settings = []
-    for field in dataclasses.fields(spec):
-        if field.default is dataclasses.MISSING:
-            raise TypeError(f"{label}.{field.name} needs a default (the paper's value)")
-        kind, constraints = hints[field.name], ()
-        if get_origin(kind) is Annotated:
-            kind, *rest = get_args(kind)
-            constraints = tuple(rest)
-        if not docs.get(field.name):
-            raise TypeError(f"{label}.{field.name} needs a docstring (a string literal "
-                            "under the field) saying what it means")
-        settings.append(Setting(field.name, kind, field.default, docs[field.name],
-                                constraints))
-    return settings
+    return [field_setting(label, field.name, hints[field.name],
+                          MISSING if field.default is dataclasses.MISSING else field.default,
+                          docs)
+            for field in dataclasses.fields(spec)]
+
+
+MISSING: Any = object()
+"""The default of a field that has none (`field_setting`)."""
+
+
+def field_setting(label: str, name: str, hint: Any, default: Any,
+                  docs: Mapping[str, str]) -> Setting:
+    """The key a dataclass field declares, from its resolved annotation `hint`, its
+    default (MISSING if none) and the docstrings of its class (`field_docstrings`); shared
+    with the catalog's source reader (benchsuite.running.static_catalog)."""
+    if default is MISSING:
+        raise TypeError(f"{label}.{name} needs a default (the paper's value)")
+    kind, constraints = hint, ()
+    if get_origin(kind) is Annotated:
+        kind, *rest = get_args(kind)
+        constraints = tuple(rest)
+    if not docs.get(name):
+        raise TypeError(f"{label}.{name} needs a docstring (a string literal "
+                        "under the field) saying what it means")
+    return Setting(name, kind, default, docs[name], constraints)
 
 
 def field_docstrings(spec: type, path: Path) -> dict[str, str]:
     """The string literal under each annotated field of the class `spec`, read from the
     source file at `path` (the class found at its qualified name, Outer.Settings)."""
-    tree = ast.parse(Path(path).read_text())
-    body = _class_body(tree, spec.__qualname__)
+    return docstrings_at(ast.parse(Path(path).read_text()), spec.__qualname__)
+
+
+def docstrings_at(tree: ast.Module, qualname: str) -> dict[str, str]:
+    """The string literal under each annotated field of the class at `qualname` in the
+    module `tree`."""
+    body = _class_body(tree, qualname)
     docs = {}
     for node, after in zip(body, [*body[1:], None]):
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
@@ -212,18 +228,26 @@ def adopt(cls: type, own: str) -> None:
     inherited = {s.name for base in cls.__mro__[1:]
                  for s in getattr(base, "declared_settings", ())}
     cls.declared_settings = tuple(keys)  # type: ignore[attr-defined]
-    if not keys:
-        return
+    if keys:
+        setattr(cls, own, adopted(cls.__name__, own, keys, inherited, vars(cls).get(own),
+                                  getattr(cls, own)))
+
+
+def adopted(name: str, own: str, keys: list[Setting], inherited: set[str],
+            written: Mapping[str, Any] | None, current: Mapping[str, Any]) -> dict[str, Any]:
+    """The dict attribute `own` of the class `name` that declares `keys` (`adopt`):
+    `written` is the dict its own body sets (None if it sets none), `current` the one it
+    has before adoption, `inherited` the keys its bases declared; shared with the
+    catalog's source reader (benchsuite.running.static_catalog)."""
     names = {s.name for s in keys}
-    written = vars(cls).get(own)
     if written is not None:
         twice = (set(written) & names) - inherited  # a parent's adopted dict, copied, is not
         if twice:
-            raise TypeError(f"{cls.__name__} declares {', '.join(sorted(twice))} both in "
+            raise TypeError(f"{name} declares {', '.join(sorted(twice))} both in "
                             f"Settings and in {own}: keep one")
-    base = written if written is not None else getattr(cls, own)
-    setattr(cls, own, {**{k: v for k, v in base.items() if k not in inherited - names},
-                       **defaults(keys)})
+    base = written if written is not None else current
+    return {**{k: v for k, v in base.items() if k not in inherited - names},
+            **defaults(keys)}
 
 
 def defaults(settings: list[Setting]) -> dict[str, Any]:

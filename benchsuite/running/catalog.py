@@ -1,12 +1,14 @@
-"""What `benchsuite list` shows, read without importing torch on every call.
+"""What `benchsuite list` shows, read without importing torch.
 
-Listing the plugins means importing them (their classes, their typed Settings, their
-`incompatibility`), and with them torch and the data libraries: seconds and a gigabyte.
-So the listing is built once per state of the code, as plain data (`build`), and kept as
-JSON in the cache folder ($BENCHSUITE_CACHE, else ~/.cache/benchsuite) under a key that
-hashes the bytes of every engine and plugin file it was built from (`catalog`): editing,
-adding or removing any of them builds it anew, and a `list` after that reads the file and
-imports neither torch nor a plugin. The protocols are TOML and are read on every call.
+Listing the plugins by importing them (their classes, their typed Settings, their
+`incompatibility`) imports torch and the data libraries: seconds and a gigabyte. So the
+listing is read from the plugins' source (benchsuite.running.static_catalog: the same
+plain data, torch never imported), and only a plugin the source reader cannot settle
+makes it import them (`build`). It is kept as JSON in the cache folder
+($BENCHSUITE_CACHE, else ~/.cache/benchsuite) under a key that hashes the bytes of every
+engine and plugin file it was made from (`catalog`): editing, adding or removing any of
+them makes it anew, and a `list` after that only reads the file. The protocols are TOML
+and are read on every call.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import hashlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -58,13 +60,20 @@ def catalog_key(extra_dirs: Sequence[Path]) -> str:
 
 def catalog(extra_dirs: Sequence[Path] = ()) -> dict[str, Any]:
     """The listing of the built-in plugins and those in `extra_dirs`: from the cache when
-    it was built from the same files, else built (importing the plugins) and cached."""
+    it was made from the same files, else read from their source (or, where that cannot
+    be settled, built by importing them) and cached."""
     path = cache_folder() / f"catalog-{catalog_key(extra_dirs)}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
-    data = build(extra_dirs)
+    from benchsuite.running import static_catalog
+    from benchsuite.running.source_eval import Unresolvable
+
+    try:
+        data = static_catalog.read(extra_dirs)
+    except Unresolvable:
+        data = build(extra_dirs)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
@@ -77,30 +86,41 @@ def catalog(extra_dirs: Sequence[Path] = ()) -> dict[str, Any]:
 
 def build(extra_dirs: Sequence[Path] = ()) -> dict[str, Any]:
     """The listing as plain data, from the imported plugins (benchsuite.running.registry)."""
-    from benchsuite.running import config
     from benchsuite.running import registry as plugin_registry
 
     registry = plugin_registry.discover(extra_dirs)
-    methods = registry.canonical_methods()
-    tasks = registry.canonical_tasks()
+    return listing({n: (p.cls, p.path) for n, p in registry.methods.items()},
+                   {n: (p.cls, p.path) for n, p in registry.tasks.items()},
+                   registry.unavailable)
+
+
+def listing(methods: Mapping[str, tuple[Any, Path]], tasks: Mapping[str, tuple[Any, Path]],
+            unavailable: Mapping[str, str]) -> dict[str, Any]:
+    """The listing as plain data from the registered plugins: each name (a method's
+    aliases too) with its class and file. The classes are imported (`build`) or read from
+    source (benchsuite.running.static_catalog), with the same attributes."""
+    from benchsuite.running import config
+    from benchsuite.running.plugin_rules import canonical_names
+
+    method_names = canonical_names({n: cls for n, (cls, _) in methods.items()})
+    task_names = sorted(tasks)
     engine = [_row(s, "engine") for s in config.ENGINE_SETTINGS]
     return {
-        "methods": [{"name": name, "aliases": list(p.cls.aliases),
-                     "kinds": sorted(p.cls.supports), "paper": p.cls.paper,
-                     "path": str(p.path),
-                     "settings": [_method_row(row, p.cls) for row in engine]
-                     + [_row(s, "method") for s in p.settings]}
-                    for name, p in ((n, registry.methods[n]) for n in methods)],
-        "tasks": [{"name": name, "kind": p.cls.kind, "metric": p.cls.metric,
-                   "higher_is_better": p.cls.higher_is_better, "paper": p.cls.paper,
-                   "path": str(p.path), "defaults": _plain(p.cls.defaults),
-                   "quick": _plain(p.cls.quick),
-                   "settings": [_task_row(row, p.cls) for row in engine]
-                   + [_row(s, "task") for s in p.settings]}
-                  for name, p in ((n, registry.tasks[n]) for n in tasks)],
-        "compatible": {t: {m: registry.methods[m].cls.incompatibility(registry.tasks[t].cls)
-                           for m in methods} for t in tasks},
-        "unavailable": dict(registry.unavailable),
+        "methods": [{"name": name, "aliases": list(cls.aliases),
+                     "kinds": sorted(cls.supports), "paper": cls.paper, "path": str(path),
+                     "settings": [_method_row(row, cls) for row in engine]
+                     + [_row(s, "method") for s in cls.declared_settings]}
+                    for name, (cls, path) in ((n, methods[n]) for n in method_names)],
+        "tasks": [{"name": name, "kind": cls.kind, "metric": cls.metric,
+                   "higher_is_better": cls.higher_is_better, "paper": cls.paper,
+                   "path": str(path), "defaults": _plain(cls.defaults),
+                   "quick": _plain(cls.quick),
+                   "settings": [_task_row(row, cls) for row in engine]
+                   + [_row(s, "task") for s in cls.declared_settings]}
+                  for name, (cls, path) in ((n, tasks[n]) for n in task_names)],
+        "compatible": {t: {m: methods[m][0].incompatibility(tasks[t][0])
+                           for m in method_names} for t in task_names},
+        "unavailable": dict(unavailable),
     }
 
 

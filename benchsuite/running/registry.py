@@ -16,15 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import benchsuite.methods as builtin_methods  # the checkout's methods/ (pyproject package-dir)
-import benchsuite.tasks as builtin_tasks  # the checkout's tasks/
 from benchsuite.core.contract import PROBLEM_KINDS, Method, Task
 from benchsuite.core.errors import UsageError
 from benchsuite.core.settings import Setting
-from benchsuite.running.config import ENGINE_KEYS, TASK_KEYS
+from benchsuite.running.plugin_rules import (
+    builtin_plugin_dirs,
+    canonical_names,
+    method_problem,
+    plugin_paths,
+    task_problem,
+)
 from benchsuite.storage.identity import engine_files, hash_files, imported_names
-
-REQUIRED_TASK_DEFAULTS = TASK_KEYS
 
 
 @dataclass
@@ -57,7 +59,7 @@ class Registry:
 
     def canonical_methods(self) -> list[str]:
         """Method names without aliases, the set `--methods all` runs."""
-        return sorted(n for n, p in self.methods.items() if p.cls.name == n)
+        return canonical_names({n: p.cls for n, p in self.methods.items()})
 
     def canonical_tasks(self) -> list[str]:
         return sorted(self.tasks)
@@ -70,20 +72,10 @@ def _lookup(plugins: dict[str, Plugin], name: str, what: str) -> Plugin:
     return plugins[name]
 
 
-def builtin_plugin_dirs() -> list[Path]:
-    return [Path(builtin_methods.__file__).parent, Path(builtin_tasks.__file__).parent]
-
-
 def discover(extra_dirs: Sequence[str | Path] = ()) -> Registry:
     registry = Registry()
-    for folder in [*builtin_plugin_dirs(), *map(Path, extra_dirs)]:
-        if not folder.is_dir():
-            raise UsageError(f"plugin folder {str(folder)!r} does not exist; pass a folder "
-                             "holding method/task .py files")
-        for path in sorted(folder.glob("*.py")):
-            if path.name.startswith("_"):
-                continue
-            load_plugin_file(path, registry)
+    for path in plugin_paths(extra_dirs):
+        load_plugin_file(path, registry)
     return registry
 
 
@@ -146,7 +138,8 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
             continue
         if not (issubclass(cls, Method | Task) and cls not in (Method, Task)):
             continue
-        problem = _method_problem(cls) if issubclass(cls, Method) else _task_problem(cls)
+        problem = (method_problem(cls) if issubclass(cls, Method)
+                   else task_problem(cls, PROBLEM_KINDS))
         if problem:
             registry.unavailable[str(path)] = problem
         elif issubclass(cls, Method):
@@ -154,47 +147,6 @@ def load_plugin_file(path: Path, registry: Registry) -> None:
                       registry)
         else:
             _register(registry.tasks, cls, path, code, files, (cls.name,), registry)
-
-
-def _task_problem(cls: type[Task]) -> str | None:
-    """Why a task class cannot be registered: a bad kind, an engine key its defaults
-    lack, or a key it does not declare once (benchsuite.running.config.Settings, its Settings)."""
-    if cls.kind not in PROBLEM_KINDS:
-        return f"task {cls.name!r} has kind {cls.kind!r}; use one of {PROBLEM_KINDS}"
-    missing = [k for k in REQUIRED_TASK_DEFAULTS if k not in cls.defaults]
-    if missing:
-        return f"task {cls.name!r} lacks defaults {missing}"
-    own = {s.name for s in cls.declared_settings}
-    twice = sorted(own & ENGINE_KEYS)
-    if twice:
-        return (f"task {cls.name!r} declares the engine's keys {twice} in its Settings; "
-                "set their values in `defaults`")
-    untyped = sorted((set(cls.defaults) | set(cls.quick)) - own - ENGINE_KEYS)
-    if untyped:
-        return (f"task {cls.name!r} sets {untyped}, which neither its Settings nor the "
-                "engine's (benchsuite.running.config.Settings) declare")
-    return None
-
-
-def _method_problem(cls: type[Method]) -> str | None:
-    """Why a method class cannot be registered: a key it does not declare once, or a
-    trait naming a key it does not have."""
-    own = {s.name for s in cls.declared_settings}
-    twice = sorted(own & ENGINE_KEYS)
-    if twice:
-        return (f"method {cls.name!r} declares the engine's keys {twice} in its Settings; "
-                "fix their values in `task_overrides`")
-    untyped = sorted(set(cls.task_overrides) - ENGINE_KEYS)
-    if untyped:
-        return (f"method {cls.name!r} overrides {untyped} in task_overrides, which are no "
-                "engine keys (benchsuite.running.config.Settings); declare its own keys in "
-                "Settings")
-    for trait, keys in (("accuracy_knob", (cls.accuracy_knob,) if cls.accuracy_knob else ()),
-                        ("inner_step_keys", cls.inner_step_keys)):
-        unknown = sorted(set(keys) - own - ENGINE_KEYS)
-        if unknown:
-            return f"method {cls.name!r}: {trait} names {unknown}, which it does not declare"
-    return None
 
 
 def _register(table, cls, path, code, files, names, registry):
