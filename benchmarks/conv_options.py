@@ -121,36 +121,41 @@ def in_float64(phi: Params, batch: EpisodeBatch) -> tuple[Params, EpisodeBatch]:
                          batch.query_y))
 
 
-def differences(results: dict[str, Params]) -> dict[str, float]:
-    """Each option's meta-gradient's relative difference from today's."""
-    today = results["today"]
-    return {name: relative_difference([results[name][k] for k in today], list(today.values()))
-            for name in OPTIONS}
+def differences(results: dict[str, Params], reference: Params) -> dict[str, float]:
+    """Each step's meta-gradient's relative difference from `reference`."""
+    return {name: relative_difference([grads[k] for k in reference], list(reference.values()))
+            for name, grads in results.items()}
 
 
 def measure(registry, workload: str, method: str) -> dict:
     """Today's step and the options' on `workload` with `method`, alternated round by
-    round (order rotating) after a warm-up call each: median times, and each option's
+    round (order rotating) after a warm-up call each: median times, each option's
     meta-gradient difference from today's in float32 (what a trial computes) and in
-    float64 (rounding shrinks there; a different computation would not)."""
+    float64 (rounding shrinks there; a different computation would not), and the float32
+    rounding error of today's step and of each option (against today's in float64)."""
     built = build_workload(registry, workload, method)
     contenders = steps(built.method, built.task, built.phi, built.batch)
-    in_float32 = differences({name: step() for name, step in contenders.items()})
-    in_double = differences({name: step() for name, step in
-                             steps(built.method, built.task,
-                                   *in_float64(built.phi, built.batch)).items()})
+    single = {name: step() for name, step in contenders.items()}
+    double = {name: step() for name, step in
+              steps(built.method, built.task, *in_float64(built.phi, built.batch)).items()}
+    in_float32, in_double = differences(single, single["today"]), differences(double,
+                                                                              double["today"])
+    # each float32 step against today's float64 one: the rounding error it carries
+    errors = differences(single, double["today"])
     times: dict[str, list[float]] = {name: [] for name in contenders}
     names = list(contenders)
     device = built.batch.support_x.device
     for r in range(rounds(WORKLOADS[workload]["rounds"])):
         for name in names[r % len(names):] + names[:r % len(names)]:
             times[name].append(timed_call(contenders[name], device)[0])
-    result: dict = {"today_s": statistics.median(times["today"])}
+    result: dict = {"today_s": statistics.median(times["today"]),
+                    "today_float32_error": errors["today"]}
     for name in OPTIONS:
         median = statistics.median(times[name])
         result[name] = {"median_s": median, "speedup": result["today_s"] / median,
                         "grad_rel_diff": in_float32[name],
-                        "grad_rel_diff_float64": in_double[name]}
+                        "grad_rel_diff_float64": in_double[name],
+                        "float32_error": errors[name]}
     return result
 
 
@@ -176,9 +181,11 @@ def table(results: dict) -> str:
     rows = [[f"`{workload}`", method, option, f"{entry['today_s'] * 1e3:.1f}",
              f"{entry[option]['median_s'] * 1e3:.1f}", f"{entry[option]['speedup']:.2f}×",
              f"{entry[option]['grad_rel_diff']:.1e}",
-             f"{entry[option]['grad_rel_diff_float64']:.1e}", verdict(entry[option])]
+             f"{entry[option]['grad_rel_diff_float64']:.1e}",
+             f"{entry['today_float32_error']:.1e} / {entry[option]['float32_error']:.1e}",
+             verdict(entry[option])]
             for workload, methods in results.items() for method, entry in methods.items()
             for option in OPTIONS]
     return tabulate(rows, ["workload", "method", "option", "today ms", "option ms",
                            "speed vs today", "rel. diff float32", "rel. diff float64",
-                           "verdict"], tablefmt="github")
+                           "float32 error: today / option", "verdict"], tablefmt="github")

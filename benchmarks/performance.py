@@ -4,11 +4,13 @@ benchmarks/test_meta_steps.py) plus the measurements made here:
 - the machine's dense fp32 matmul rate (the physical ceiling the conv FLOP rates are read
   against);
 - per workload, one interleaved timing run of ours (maml, fomaml) and the external
-  references (benchmarks/external.py), FLOPs of one meta-step counted by torch;
+  references (benchmarks/external.py), FLOPs of one meta-step counted by torch; on the
+  workloads without references, ours compiled against ours eager;
+- the conv execution options against today's conv meta-step (benchmarks/conv_options.py);
 - peak meta-training memory of each of them, each in a fresh process;
 - memory and time vs meta-batch size (fresh processes) and vs inner steps (real trials);
-- the runner's overhead on a sinusoid trial;
-- the targets of issue 12, each met or missed.
+- the runner's overhead on a sinusoid trial, and per trial over several short ones;
+- the targets of issues 12 and 25, each met or missed, and by how much.
 
     python -m benchmarks.performance reports/benchmark.json --out reports
 
@@ -536,9 +538,11 @@ def write(bench_json: Path, out: Path) -> Path:
         "memory format) and `grouped-query` (each task adapted alone, then one query pass "
         "for all tasks: their adapted kernels as the groups of one convolution; every "
         "task's graph alive until one backward). Rel. diff: ‖g − g_today‖ / ‖g_today‖ of "
-        "the meta-gradient, in float32 and, on the same φ₀ and batch, in float64. An option "
-        f"is a candidate when it is at least {conv_options.FASTER:g}× faster and within "
-        f"{conv_options.EXACT:g} in float32 (benchmarks/conv_options.py).", "",
+        "the meta-gradient, in float32 and, on the same φ₀ and batch, in float64. Float32 "
+        "error: today's and the option's float32 meta-gradient against today's float64 one "
+        "(the rounding each carries). An option is a candidate when it is at least "
+        f"{conv_options.FASTER:g}× faster and within {conv_options.EXACT:g} of today's in "
+        "float32 (benchmarks/conv_options.py).", "",
         conv_options.table(conv), "",
         "## Memory and time vs meta-batch size", "",
         f"Workload {BATCH_SWEEP_WORKLOAD}, meta-batch of 1 … {max(BATCH_SWEEP_SIZES)} tasks; "
