@@ -42,12 +42,14 @@ BENCH_EXTRA = ("torchopt", "higher", "jax")  # pyproject's `bench` extra: extern
 @nox.session
 def bench(session):
     """Every method's meta-step (pytest-benchmark), then benchmarks.performance: ours against
-    learn2learn / TorchOpt / higher interleaved on sinusoid, omniglot and miniimagenet,
-    peak memory in fresh processes, the meta-batch and inner-steps sweeps, the runner
-    overhead and the targets, rendered to reports/PERFORMANCE.md (about 20 min on 2 CPU
-    cores). The `bench` extra is installed when missing; a reference whose library does
-    not install is reported as not measured. BENCH_ROUNDS=1 BENCH_SMOKE=1 make a quick
-    smoke run, BENCH_OUT=DIR writes elsewhere than reports/ (docs/performance.md)."""
+    learn2learn / TorchOpt / higher / JAX interleaved on sinusoid, omniglot and
+    miniimagenet, ours compiled against eager on logistic and hypercleaning, the conv
+    execution options, peak memory in fresh processes, the meta-batch and inner-steps
+    sweeps, the runner overhead and the targets, rendered to reports/PERFORMANCE.md
+    (about 30 min on 2 CPU cores). The `bench` extra is installed when missing; a
+    reference whose library does not install is reported as not measured. BENCH_ROUNDS=1
+    BENCH_SMOKE=1 make a quick smoke run, BENCH_OUT=DIR writes elsewhere than reports/
+    (docs/performance.md)."""
     if any(importlib.util.find_spec(name) is None for name in BENCH_EXTRA):
         session.run(PYTHON, "-m", "pip", "install", "-q", "-e", ".[bench]",
                     success_codes=[0, 1])

@@ -19,6 +19,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -34,6 +35,7 @@ from benchmarks.workloads import (
     BuiltWorkload,
     build_workload,
     execution_path,
+    model_summary,
     ours_meta_gradient,
     rounds,
     warmup_rounds,
@@ -78,13 +80,18 @@ def prepare(registry, workload: str, name: str, meta_batch: int | None = None,
                      execution_path(built.config))
 
 
-def timed(contender: Contender) -> tuple[float, list[torch.Tensor], float]:
-    device = contender.built.batch.support_x.device
+def timed_call(step: Callable[[], Any], device: torch.device) -> tuple[float, Any]:
+    """Seconds `step()` takes on `device` (its queued work included), and its result."""
     synchronize(device)
     start = time.perf_counter()
-    grads, loss = contender.step()
+    result = step()
     synchronize(device)
-    return time.perf_counter() - start, grads, loss
+    return time.perf_counter() - start, result
+
+
+def timed(contender: Contender) -> tuple[float, list[torch.Tensor], float]:
+    seconds, (grads, loss) = timed_call(contender.step, contender.built.batch.support_x.device)
+    return seconds, grads, loss
 
 
 def relative_difference(grads: list[torch.Tensor], reference: list[torch.Tensor]) -> float:
@@ -116,6 +123,11 @@ def interleaved(registry, workload: str, names: list[str], count_flops: bool) ->
         first_grads[c.name] = [g.detach().clone() for g in grads]
         results[c.name]["outer_loss"] = loss
         results[c.name]["path"] = c.path
+        batch = c.built.batch  # tasks, support and query examples per task
+        results[c.name]["meta_batch"] = [len(batch), batch.support_x.shape[1],
+                                         batch.query_x.shape[1]]
+        results[c.name]["inner_steps"] = c.built.config["inner_steps"]
+        results[c.name]["model"] = model_summary(WORKLOADS[workload]["model"], c.built)
     for _ in range(warmup_rounds(1)):
         for c in contenders:
             timed(c)

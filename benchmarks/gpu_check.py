@@ -182,13 +182,13 @@ def _contenders() -> list[str]:
 def timing(budget: Budget, raw: dict) -> None:
     """Interleaved timing of every contender on every workload (benchmarks/compare.py)."""
     from benchmarks import compare
-    from benchmarks.workloads import WORKLOADS
+    from benchmarks.workloads import REFERENCE_WORKLOADS
     from benchsuite.running.registry import discover
 
     registry = discover()
     names = raw["contenders"] = _contenders()
     results = raw.setdefault("timing", {})
-    for workload in WORKLOADS:
+    for workload in REFERENCE_WORKLOADS:
         if budget.left() < 60:
             results[workload] = {"skipped": "time budget"}
             continue
@@ -205,12 +205,13 @@ def memory(budget: Budget, raw: dict) -> None:
     """Peak memory of each contender on each workload, each in a fresh process, conv
     workloads first, while the budget lasts."""
     from benchmarks import compare
-    from benchmarks.workloads import WORKLOADS
+    from benchmarks.workloads import REFERENCE_WORKLOADS, WORKLOADS
 
     names = raw.get("contenders") or _contenders()
     found = raw.setdefault("memory", [])
     start = time.monotonic()
-    for workload in sorted(WORKLOADS, key=lambda w: WORKLOADS[w].get("model") != "conv4"):
+    for workload in sorted(REFERENCE_WORKLOADS,
+                           key=lambda w: WORKLOADS[w].get("model") != "conv4"):
         for name in names:
             if budget.left() < 20:
                 found.append({"workload": workload, "contender": name,

@@ -4,11 +4,13 @@ benchmarks/test_meta_steps.py) plus the measurements made here:
 - the machine's dense fp32 matmul rate (the physical ceiling the conv FLOP rates are read
   against);
 - per workload, one interleaved timing run of ours (maml, fomaml) and the external
-  references (benchmarks/external.py), FLOPs of one meta-step counted by torch;
+  references (benchmarks/external.py), FLOPs of one meta-step counted by torch; on the
+  workloads without references, ours compiled against ours eager;
+- the conv execution options against today's conv meta-step (benchmarks/conv_options.py);
 - peak meta-training memory of each of them, each in a fresh process;
 - memory and time vs meta-batch size (fresh processes) and vs inner steps (real trials);
-- the runner's overhead on a sinusoid trial;
-- the targets of issue 12, each met or missed.
+- the runner's overhead on a sinusoid trial, and per trial over several short ones;
+- the targets of issues 12 and 25, each met or missed, and by how much.
 
     python -m benchmarks.performance reports/benchmark.json --out reports
 
@@ -29,6 +31,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
+from benchmarks import conv_options
 from benchmarks.compare import interleaved, measure_fresh
 from benchmarks.external import available
 from benchmarks.workloads import (
@@ -37,12 +40,17 @@ from benchmarks.workloads import (
     BATCH_SWEEP_SIZES,
     BATCH_SWEEP_STEPS,
     BATCH_SWEEP_WORKLOAD,
+    CEILING_TARGETS,
     COMPILED,
     CONV_WORKLOADS,
     DEVICE,
     OURS,
     OVERHEAD_ITERATIONS,
+    OVERHEAD_TARGET_S,
+    OVERHEAD_TRIAL_ITERATIONS,
+    OVERHEAD_TRIALS,
     PARITY_TARGETS,
+    REFERENCE_WORKLOADS,
     REFERENCES,
     SPEED_TARGETS,
     SWEEP_ITERATIONS,
@@ -99,7 +107,7 @@ def run_comparisons(registry) -> dict:
 
 
 def run_memory() -> dict:
-    return {w: {n: measure_fresh(w, n) for n in contenders(w)} for w in WORKLOADS}
+    return {w: {n: measure_fresh(w, n) for n in contenders(w)} for w in REFERENCE_WORKLOADS}
 
 
 def run_batch_sweep() -> list[dict]:
@@ -162,6 +170,31 @@ def runner_overhead(registry, folder: Path, iterations: int = OVERHEAD_ITERATION
             "start_share_paper_length": start_up / (start_up + paper_length)}
 
 
+def per_trial_overhead(registry, folder: Path, trials: int = OVERHEAD_TRIALS,
+                       iterations: int = OVERHEAD_TRIAL_ITERATIONS) -> dict:
+    """What the runner adds to a trial: runner wall-clock − the trial's recorded total time,
+    for `trials` short `maml` × `sinusoid` trials (one seed each), each run on its own
+    through the local executor (its own runner call and worker process). One trial's
+    figure is noise on a shared machine: the target reads the median."""
+    specs = planning.plan(registry, methods="maml", tasks="sinusoid", seeds=trials,
+                          budget="quick", device=DEVICE,
+                          options={"iterations": iterations, "meta_batch": None},
+                          set_items=["test_episodes=10", "val_episodes=5", "curve_points=1"],
+                          out=folder)
+    overheads = []
+    for spec in specs:
+        start = time.perf_counter()
+        runner.execute([spec], LocalExecutor(timeout=None), force=True, quiet=True)
+        wall = time.perf_counter() - start
+        record = read_record(spec.path)
+        if record["status"] != "finished":
+            return {"trials": trials, "error": f"{record['status']}: "
+                    f"{record.get('error') or 'no error recorded'}"}
+        overheads.append(wall - record["timing"]["total_s"])
+    return {"trials": trials, "iterations": iterations, "overheads_s": overheads,
+            "median_s": statistics.median(overheads)}
+
+
 # -- figures ----------------------------------------------------------------------------------
 def _axes_pair():
     import matplotlib
@@ -219,19 +252,18 @@ def plot_batch_sweep(points: list[dict], path: Path) -> None:
 
 
 # -- tables -----------------------------------------------------------------------------------
-def workloads_table(registry) -> str:
+def workloads_table(registry, timing: dict) -> str:
+    """Each workload as it was measured (model, meta-batch and inner steps of its first
+    contender's built workload)."""
     rows = []
     for name, spec in WORKLOADS.items():
         task_cls = registry.task(spec["task"]).cls
-        model = ("MLP 1-40-40-1 (ReLU)" if spec["model"] == "mlp" else
-                 f"conv-4, {spec['overrides']['filters']} filters, "
-                 f"{task_cls.image_size}×{task_cls.image_size}×{task_cls.channels}")
-        o = spec["overrides"]
-        shape = (f"{o['meta_batch']} tasks × ({o.get('ways', 1) * o['shots']} support + "
-                 f"{o.get('ways', 1) * o['query']} query)")
-        _, source = data_source(task_cls, dict(task_cls.defaults, **o))
-        rows.append([f"`{name}`", model, shape, o["inner_steps"], source,
-                     rounds(spec["rounds"])])
+        entry = next(iter(timing[name].values()))
+        tasks, support, query = entry["meta_batch"]
+        _, source = data_source(task_cls, dict(task_cls.defaults, **spec["overrides"]))
+        rows.append([f"`{name}`", entry["model"],
+                     f"{tasks} tasks × ({support} support + {query} query)",
+                     entry["inner_steps"], source, rounds(spec["rounds"])])
     return tabulate(rows, ["workload", "model", "meta-batch", "inner steps", "data",
                            "interleaved rounds"], tablefmt="github")
 
@@ -266,6 +298,22 @@ def comparison_table(workload: str, timing: dict, memory: dict, peak_gflops: flo
     return tabulate(rows, headers, tablefmt="github")
 
 
+def against_eager_table(timing: dict) -> str:
+    """Ours compiled against ours eager (the workloads without external references)."""
+    rows = []
+    for name, entry in timing.items():
+        eager = timing.get(entry.get("grad_rel_diff_vs", ""), {}).get("median_s")
+        rows.append([f"**{name}**", "2nd" if not entry["first_order"] else "1st",
+                     entry["path"], f"{entry['median_s'] * 1e3:.2f}",
+                     f"{entry['iqr_s'] * 1e3:.2f}", f"{entry['first_call_s']:.1f}",
+                     f"{eager / entry['median_s']:.2f}×" if eager else "1 (eager)",
+                     (f"{entry['grad_rel_diff']:.1e} vs {entry['grad_rel_diff_vs']}"
+                      if "grad_rel_diff" in entry else "–")])
+    return tabulate(rows, ["contender", "order", "execution path", "median ms", "IQR ms",
+                           "first call s (compile)", "speed vs eager",
+                           "meta-gradient rel. diff"], tablefmt="github")
+
+
 def flat_in_batch(points: list[dict], name: str) -> tuple[bool | None, str]:
     done = sorted((p for p in points if p["contender"] == name and "error" not in p),
                   key=lambda p: p["meta_batch"])
@@ -279,10 +327,9 @@ def flat_in_batch(points: list[dict], name: str) -> tuple[bool | None, str]:
 
 
 def targets_table(timing: dict, memory: dict, batch_points: list[dict],
-                  peak_gflops: float) -> str:
+                  peak_gflops: float, trial_overhead: dict) -> str:
     rows = []
-    for workload, ours, target in SPEED_TARGETS:
-        reference = TARGET_REFERENCE[ours]
+    for workload, ours, reference, target in SPEED_TARGETS:
         entry, ref = timing[workload].get(ours), timing[workload].get(reference)
         if not entry or not ref:
             rows.append([f"{workload} {ours} speed vs {reference}", f"≥ {target:g}×",
@@ -308,6 +355,20 @@ def targets_table(timing: dict, memory: dict, batch_points: list[dict],
                      f"{ref['median_s'] * 1e3:.2f} ms; compile {entry.get('first_call_s', 0):.0f} s"
                      f" vs {ref.get('first_call_s', 0):.1f} s)",
                      "met" if ratio <= factor else f"**MISSED** by {ratio / factor:.2f}×"])
+    for workload, ours, share in CEILING_TARGETS:
+        entry = timing[workload].get(ours, {})
+        if "flops" not in entry:
+            rows.append([f"{workload} {ours} share of the matmul ceiling", f"≥ {share:.0%}",
+                         "not measured", "–"])
+            continue
+        rate = entry["flops"] / entry["median_s"] / 1e9
+        measured = rate / peak_gflops
+        rows.append([f"{workload} {ours} share of the matmul ceiling", f"≥ {share:.0%}",
+                     f"{rate:.1f} of {peak_gflops:.1f} GFLOP/s = {measured:.0%}; ran with "
+                     f"{entry['path']}",
+                     "met" if measured >= share else
+                     f"**MISSED** by {share / measured:.2f}× (needs {share / measured:.2f}× "
+                     "the FLOP rate)"])
     for workload in CONV_WORKLOADS:
         for ours in OURS:
             reference = TARGET_REFERENCE[ours]
@@ -325,6 +386,18 @@ def targets_table(timing: dict, memory: dict, batch_points: list[dict],
         rows.append([f"{BATCH_SWEEP_WORKLOAD} {ours} (meta_chunk={BATCH_SWEEP_CHUNK}) peak "
                      f"memory flat in meta-batch size", f"largest ≤ {FLAT_FACTOR:g}× smallest",
                      note, "–" if flat is None else ("met" if flat else "**MISSED**")])
+    bound = f"< {OVERHEAD_TARGET_S:g} s"
+    if "error" in trial_overhead:
+        rows.append(["per-trial overhead", bound, f"not measured ({trial_overhead['error']})",
+                     "–"])
+    else:
+        median = trial_overhead["median_s"]
+        rows.append(["per-trial overhead (runner wall-clock − trial total time)", bound,
+                     f"{median:.3f} s, median of {trial_overhead['trials']} trials "
+                     f"(each {', '.join(f'{o:.3f}' for o in trial_overhead['overheads_s'])})",
+                     "met" if median < OVERHEAD_TARGET_S else
+                     f"**MISSED** by {median / OVERHEAD_TARGET_S:.2f}× "
+                     f"({median - OVERHEAD_TARGET_S:.3f} s too much)"])
     return tabulate(rows, ["target", "bound", "measured", "result"], tablefmt="github")
 
 
@@ -363,25 +436,43 @@ def overhead_text(overhead: dict) -> str:
         f"one (about {overhead['paper_length_s']:.0f} s); `--executor inline` has none.")
 
 
+def per_trial_text(trial_overhead: dict) -> str:
+    if "error" in trial_overhead:
+        return (f"Per-trial overhead: a short trial did not finish ({trial_overhead['error']})"
+                "; not measured.")
+    return (
+        f"Per-trial overhead: {trial_overhead['trials']} `maml` × `sinusoid` trials of "
+        f"{trial_overhead['iterations']} iterations, each started alone through the local "
+        "executor (a forked worker); runner wall-clock minus the trial's recorded total "
+        f"time: median {trial_overhead['median_s']:.3f} s (target < {OVERHEAD_TARGET_S:g} s), "
+        f"each {', '.join(f'{o:.3f}' for o in trial_overhead['overheads_s'])} s: what the "
+        "runner spends outside the trial's own clock (forking the worker from the "
+        "forkserver the sweeps above started, filing the record, its bookkeeping).")
+
+
 # -- the report -------------------------------------------------------------------------------
 def write(bench_json: Path, out: Path) -> Path:
     registry = discover()
     bench = json.loads(bench_json.read_text())
     peak = matmul_gflops()
     timing = run_comparisons(registry)
+    conv = conv_options.run(registry)
     memory = run_memory()
     batch_points = run_batch_sweep()
     with tempfile.TemporaryDirectory() as scratch:
         steps_points = memory_sweep(registry, Path(scratch) / "sweep")
         overhead = runner_overhead(registry, Path(scratch) / "overhead")
+        trial_overhead = per_trial_overhead(registry, Path(scratch) / "per-trial")
     figures = out / "performance"
     plot_steps_sweep(steps_points, figures / "memory-scaling.png")
     plot_batch_sweep(batch_points, figures / "meta-batch-scaling.png")
     figures.mkdir(parents=True, exist_ok=True)
     (figures / "results.json").write_text(json.dumps(
-        {"matmul_gflops": peak, "comparisons": timing, "memory": memory,
+        {"matmul_gflops": peak, "comparisons": timing, "conv_options": conv,
+         "memory": memory,
          "meta_batch_sweep": batch_points, "inner_steps_sweep": steps_points,
-         "runner_overhead": overhead}, indent=1, default=str))
+         "runner_overhead": overhead, "per_trial_overhead": trial_overhead},
+        indent=1, default=str))
     missing = [lib for lib in dict.fromkeys(lib for lib, _ in REFERENCES.values())
                if not available(lib)]
     memory_method = next((m.get("memory_method") for w in memory.values() for m in w.values()
@@ -398,15 +489,18 @@ def write(bench_json: Path, out: Path) -> Path:
         f"Python {platform.python_version()}, torch {torch.__version__}. "
         f"Dense fp32 matmul (2048²): {peak:.1f} GFLOP/s.", "",
         "## Workloads", "",
-        workloads_table(registry), "",
+        workloads_table(registry, timing), "",
         "Every contender of a workload starts from the same φ₀ and computes the meta-gradient "
         "of the same meta-batch tensors; the relative difference of its meta-gradient from "
         "ours of the same order is in the tables.", "",
         "## Targets", "",
-        "Speed: median meta-step time of learn2learn (same order) / ours, from the "
-        "interleaved run. Memory: peak meta-training memory, each contender in a fresh "
-        "process.", "",
-        targets_table(timing, memory, batch_points, peak), "",
+        "Speed: the reference's median meta-step time / ours, from the workload's "
+        "interleaved run (the reference: learn2learn of the same order, or our eager step "
+        "for the compiled path on logistic and hyper-cleaning). Share of the matmul "
+        "ceiling: FLOPs of one meta-step / its median time, against the machine's dense "
+        "fp32 matmul rate. Memory: peak meta-training memory, each contender in a fresh "
+        "process. A missed target says by how much.", "",
+        targets_table(timing, memory, batch_points, peak, trial_overhead), "",
         "## Ours against the external references", "",
         "One meta-gradient of the workload's meta-batch (no optimiser step). Times: one "
         "process per workload, every contender's meta-step alternated round by round "
@@ -419,10 +513,37 @@ def write(bench_json: Path, out: Path) -> Path:
     ]
     if missing:
         lines += [f"Not installed here, so not measured: {', '.join(missing)}.", ""]
-    for workload in WORKLOADS:
+    for workload in REFERENCE_WORKLOADS:
         lines += [f"### {workload}", "",
                   comparison_table(workload, timing[workload], memory[workload], peak), ""]
     lines += [
+        "## The compiled path against the eager engine", "",
+        "Ours compiled (`compile=on`) against ours eager (`compile=off`, today's engine) on "
+        "launch-bound tasks of the reference grids, each on the task's defaults, timed "
+        "interleaved as above; the first call (the compile) is kept apart. No external "
+        "references here: learn2learn, TorchOpt, higher and JAX are written for the "
+        "sinusoid MLP and conv-4 workloads only, and the target is our compiled step against "
+        "our eager one. The meta-gradient rel. diff is the compiled step's against the eager "
+        "one (float32; exact means ≤ 1e-6).", "",
+    ]
+    for workload in WORKLOADS:
+        if workload not in REFERENCE_WORKLOADS:
+            lines += [f"### {workload}", "", against_eager_table(timing[workload]), ""]
+    lines += [
+        "## Conv execution options", "",
+        "Today's conv meta-step (one task at a time, plain autograd, native batch norm) "
+        "against two ways of running it, each timed interleaved with it in one process "
+        "(same workloads and rounds as above, after a warm-up call each), the engine left "
+        "unchanged: `channels-last` (φ's kernels and the images in `torch.channels_last` "
+        "memory format) and `grouped-query` (each task adapted alone, then one query pass "
+        "for all tasks: their adapted kernels as the groups of one convolution; every "
+        "task's graph alive until one backward). Rel. diff: ‖g − g_today‖ / ‖g_today‖ of "
+        "the meta-gradient, in float32 and, on the same φ₀ and batch, in float64. Float32 "
+        "error: today's and the option's float32 meta-gradient against today's float64 one "
+        "(the rounding each carries). An option is a candidate when it is at least "
+        f"{conv_options.FASTER:g}× faster and within {conv_options.EXACT:g} of today's in "
+        "float32 (benchmarks/conv_options.py).", "",
+        conv_options.table(conv), "",
         "## Memory and time vs meta-batch size", "",
         f"Workload {BATCH_SWEEP_WORKLOAD}, meta-batch of 1 … {max(BATCH_SWEEP_SIZES)} tasks; "
         f"ours with meta_chunk={BATCH_SWEEP_CHUNK} (one task's meta-gradient at a time, "
@@ -442,7 +563,8 @@ def write(bench_json: Path, out: Path) -> Path:
         "the comparisons above).", "",
         all_medians_table(bench), "",
     ]
-    lines += ["## Runner overhead", "", overhead_text(overhead), ""]
+    lines += ["## Runner overhead", "", overhead_text(overhead), "",
+              per_trial_text(trial_overhead), ""]
     out.mkdir(parents=True, exist_ok=True)
     path = out / "PERFORMANCE.md"
     path.write_text("\n".join(lines))

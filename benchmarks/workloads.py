@@ -50,29 +50,40 @@ def warmup_rounds(default: int) -> int:
 
 # rounds: interleaved comparison rounds (benchmarks/compare.py); table_rounds: pytest-benchmark
 # rounds of every method (benchmarks/test_meta_steps.py; 0 = not in that table); meta_chunk:
-# our execution path in the comparison (None: the engine's default for the workload)
+# our execution path in the comparison (None: the engine's default for the workload);
+# contenders: None = ours and the external references (`contenders`), else the only ones
 WORKLOADS = {
     # MLP 1-40-40-1, meta-batch 25, 10 + 10 points, 5 inner steps
     "sinusoid": {"task": "sinusoid", "rounds": 30, "table_rounds": 30, "model": "mlp",
-                 "meta_chunk": None,
+                 "meta_chunk": None, "contenders": None,
                  "overrides": {"inner_steps": 5, "meta_batch": 25, "shots": 10, "query": 10}},
     # conv-4 (64 filters), 28×28×1, 5-way 1-shot, 15 queries per class, meta-batch 32, one
     # second-order inner step (MAML's Omniglot protocol)
     "omniglot": {"task": "omniglot", "rounds": 7, "table_rounds": 3, "model": "conv4",
-                 "meta_chunk": None,
+                 "meta_chunk": None, "contenders": None,
                  "overrides": {"filters": 64, "ways": 5, "shots": 1, "query": 15,
                                "meta_batch": 32, "inner_steps": 1}},
     # conv-4 (32 filters), 84×84×3, 5-way 1-shot, 15 queries per class, meta-batch 4, five
     # inner steps (MAML's mini-ImageNet protocol)
     "miniimagenet": {"task": "miniimagenet", "rounds": 3, "table_rounds": 0, "model": "conv4",
-                     "meta_chunk": None,
+                     "meta_chunk": None, "contenders": None,
                      "overrides": {"filters": 32, "ways": 5, "shots": 1, "query": 15,
                                    "meta_batch": 4, "inner_steps": 5}},
+    # The compiled path against the eager engine on two launch-bound tasks of the reference
+    # grids, on the task's own defaults as those grids run them. No external references:
+    # none of the libraries has these tasks, and the target is ours compiled vs ours eager.
+    "logistic": {"task": "logistic", "rounds": 30, "table_rounds": 0, "model": "mlp",
+                 "meta_chunk": None, "contenders": ("maml", "maml-compiled"),
+                 "overrides": {}},
+    "hypercleaning": {"task": "hypercleaning", "rounds": 10, "table_rounds": 0,
+                      "model": "linear", "meta_chunk": None,
+                      "contenders": ("maml", "maml-compiled"), "overrides": {}},
 }
 if SMOKE:
-    for _spec, _batch in zip(WORKLOADS.values(), (5, 2, 2)):
+    for _spec, _batch in zip(WORKLOADS.values(), (5, 2, 2, 2)):
         _spec["overrides"]["meta_batch"] = _batch
     WORKLOADS["miniimagenet"]["overrides"]["inner_steps"] = 2
+    WORKLOADS["hypercleaning"]["overrides"]["inner_steps"] = 10
 
 # name -> (registered method, config overrides). The maml-* variants are the engine's
 # execution paths side by side (one of them is each workload's default): the measurement
@@ -102,22 +113,25 @@ MLP_ONLY = frozenset({"jax", "maml-compiled", "fomaml-compiled"})
 """Contenders of the MLP workloads only (JAX's reference is written for the MLP; a cold
 compile of a conv meta-step takes minutes and barely pays on CPU)."""
 
-# The reference every target is measured against, per method of ours.
+# The learn2learn reference each of ours is read against in the comparison tables.
 TARGET_REFERENCE = {"maml": "learn2learn", "fomaml": "learn2learn-first-order",
                     "maml-compiled": "learn2learn",
                     "fomaml-compiled": "learn2learn-first-order"}
 
-# (workload, ours, target speed-up vs TARGET_REFERENCE[ours]); memory target: peak ≤ the
-# reference's on every conv workload
+# (workload, ours, reference, target speed-up: the reference's median time / ours) of issue
+# 25; memory target: peak ≤ the reference's on every conv workload
 SPEED_TARGETS = [
-    ("sinusoid", "maml", 5.0),
-    ("sinusoid", "fomaml", 8.0),
-    ("sinusoid", "maml-compiled", 30.0),
-    ("sinusoid", "fomaml-compiled", 60.0),
-    ("omniglot", "maml", 1.0),
-    ("omniglot", "fomaml", 1.0),
-    ("miniimagenet", "maml", 1.0),
-    ("miniimagenet", "fomaml", 1.0),
+    ("sinusoid", "maml", "learn2learn", 5.0),
+    ("sinusoid", "fomaml", "learn2learn-first-order", 8.0),
+    ("sinusoid", "maml-compiled", "learn2learn", 30.0),
+    ("sinusoid", "fomaml-compiled", "learn2learn-first-order", 60.0),
+    ("omniglot", "maml", "learn2learn", 1.2),
+    ("omniglot", "fomaml", "learn2learn-first-order", 1.2),
+    ("miniimagenet", "maml", "learn2learn", 1.0),
+    ("miniimagenet", "fomaml", "learn2learn-first-order", 1.0),
+    # the compiled path against the eager engine ("today's engine")
+    ("logistic", "maml-compiled", "maml", 5.0),
+    ("hypercleaning", "maml-compiled", "maml", 5.0),
 ]
 # (workload, ours, reference, most times the reference's time): as fast as the fastest
 # framework, within a factor
@@ -125,7 +139,15 @@ PARITY_TARGETS = [
     ("sinusoid", "maml-compiled", "jax", 1.5),
     ("sinusoid", "fomaml-compiled", "jax-first-order", 1.5),
 ]
+# (workload, ours, least share of the machine's dense fp32 matmul rate): the conv meta-step's
+# FLOP rate (FLOPs counted by torch / median time) against the ceiling
+CEILING_TARGETS = [
+    ("miniimagenet", "maml", 0.45),
+    ("miniimagenet", "fomaml", 0.45),
+]
 CONV_WORKLOADS = tuple(w for w, s in WORKLOADS.items() if s["model"] == "conv4")
+REFERENCE_WORKLOADS = tuple(w for w, s in WORKLOADS.items() if s["contenders"] is None)
+"""The workloads on which ours meet the external references (the others time ours only)."""
 
 # Contenders of the interleaved comparison on every workload: ours, then the references
 # (those whose library imports; second-order ones beside maml, first-order beside fomaml).
@@ -134,9 +156,12 @@ COMPILED = ("maml-compiled", "fomaml-compiled")
 
 
 def contenders(workload: str | None = None) -> list[str]:
-    """Ours and the references whose library imports; on `workload`, those that apply."""
+    """Ours and the references whose library imports; on `workload`, those that apply
+    (a workload that names its contenders: those)."""
     from benchmarks.external import available
 
+    if workload is not None and WORKLOADS[workload]["contenders"] is not None:
+        return list(WORKLOADS[workload]["contenders"])
     names = [*OURS, *COMPILED, *(r for r in REFERENCES if available(REFERENCES[r][0]))]
     if workload is None or WORKLOADS[workload]["model"] == "mlp":
         return names
@@ -164,6 +189,12 @@ BATCH_SWEEP_STEPS = 2  # meta-steps per point: one warm-up, one timed (all count
 
 # iterations of the sinusoid trial whose runner overhead the report states
 OVERHEAD_ITERATIONS = 100 if SMOKE else 2000
+# per-trial overhead (runner wall-clock − the trial's own total time): the median over
+# OVERHEAD_TRIALS short sinusoid trials of OVERHEAD_TRIAL_ITERATIONS iterations, each
+# started on its own through the local executor, against the target (issue 25)
+OVERHEAD_TRIALS = 3 if SMOKE else 7
+OVERHEAD_TRIAL_ITERATIONS = 10
+OVERHEAD_TARGET_S = 0.3
 
 
 def sweep_overrides(method: str, steps: int) -> dict:
@@ -196,6 +227,26 @@ def ours_meta_gradient(built):
     step = built.compiled
     return chunked_meta_gradient(lambda part: step(built.phi, part), built.batch,
                                  built.config["meta_chunk"])
+
+
+def count(params: dict) -> int:
+    return sum(v.numel() for v in params.values())
+
+
+def model_summary(kind: str, built) -> str:
+    """The model of a built workload of model `kind` (WORKLOADS), for the report."""
+    phi = built.phi
+    if kind == "mlp":
+        layers = len(phi) // 2
+        widths = [phi["layers.0.weight"].shape[1],
+                  *(phi[f"layers.{i}.weight"].shape[0] for i in range(layers))]
+        return f"MLP {'-'.join(map(str, widths))}"
+    if kind == "conv4":
+        channels, height, width = built.batch.support_x.shape[-3:]
+        return (f"conv-4, {phi['block0.conv.weight'].shape[0]} filters, "
+                f"{height}×{width}×{channels}")
+    theta = built.task.initial_theta(phi)
+    return f"{kind}: θ of {count(theta)} values, φ of {count(phi)}"
 
 
 @dataclass
