@@ -25,6 +25,7 @@ A plugin that calls `sys.exit` inside a trial fails that trial (it does not end 
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -369,9 +370,11 @@ class InlineExecutor(Executor):
     def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
         for spec in specs:
             self.running_changed([spec])
-            yield spec, trial_outcome(
-                spec, observe=lambda event, spec=spec: self.events_arrived(spec, [event]))
+            yield spec, trial_outcome(spec, observe=functools.partial(self._one_event, spec))
             self.running_changed([])
+
+    def _one_event(self, spec: TrialSpec, event: Event) -> None:
+        self.events_arrived(spec, [event])
 
 
 class LocalExecutor(Executor):
