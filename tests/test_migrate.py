@@ -70,3 +70,17 @@ def test_a_change_of_the_numbers_leaves_the_records_stale(tmp_path, monkeypatch)
     assert result.exit_code == 1
     assert "2 records: 2 MISMATCH" in result.stdout
     assert stored(out) == before
+
+
+def test_a_key_the_record_ran_at_its_neutral_value_is_not_a_change():
+    """A record made before `compile` existed holds it at "off" after its first migration;
+    its command, re-planned, now gives the key's default: what ran is still "off"."""
+    from benchsuite.running.migrate import changed_values
+
+    planned = {"compile": "auto", "meta_lr": 0.001, "seed": 0}
+    assert changed_values({"compile": "off", "meta_lr": 0.001, "seed": 0}, planned) == []
+    assert changed_values({"meta_lr": 0.001, "seed": 0}, planned) == []  # before the key
+    assert changed_values({"compile": "on", "meta_lr": 0.001, "seed": 0}, planned) == [
+        "compile"]  # ran compiled: another trial
+    assert changed_values({"compile": "off", "meta_lr": 0.01, "seed": 0}, planned) == [
+        "meta_lr"]

@@ -14,9 +14,12 @@ the command stored in it, as `benchsuite run` would plan it now, and calls it
              (benchsuite.running.verify: the start of the trial up to its first curve
              point, or with `full` the whole trial and every test metric); a key added
              since the record was made takes the value that runs as the record ran
-             (benchsuite.running.config.IDENTITY_NEUTRAL). The record is re-keyed: it
-             takes that config, the code identity and the id (and file name), and a
-             `migrations` entry says from which id and code and by which check;
+             (benchsuite.running.config.IDENTITY_NEUTRAL), and so does one the record
+             holds at that value (an earlier migration's: the record's command predates
+             the key, so the command's default for it now is not what ran). The record
+             is re-keyed: it takes that config, the code identity and the id (and file
+             name), and a `migrations` entry says from which id and code and by which
+             check;
   MISMATCH   when a number differs: the code change changed the trial; re-run it;
   skipped    a record that did not finish (failed, timeout, oom): `run` runs it again.
 """
@@ -53,9 +56,17 @@ class Migration:
 
 def changed_values(stored: dict, planned: dict) -> list[str]:
     """The keys the record holds to which the planned config gives another value (keys the
-    planned config adds, at their defaults, are not changes of the trial)."""
-    return [key for key in sorted(stored)
-            if key not in planned or as_stored(planned[key]) != stored[key]]
+    planned config adds, at their defaults, are not changes of the trial, nor are keys the
+    record holds at their neutral value: `ran_neutral`)."""
+    return [key for key in sorted(stored) if not ran_neutral(stored, key)
+            and (key not in planned or as_stored(planned[key]) != stored[key])]
+
+
+def ran_neutral(stored: dict, key: str) -> bool:
+    """Whether the record ran `key` as records did before the key existed (absent, or at
+    its IDENTITY_NEUTRAL value)."""
+    return key in IDENTITY_NEUTRAL and stored.get(key, IDENTITY_NEUTRAL[key]) == \
+        IDENTITY_NEUTRAL[key]
 
 
 def as_stored(value: Any) -> Any:
@@ -76,7 +87,7 @@ def migrate_record(path: Path, record: dict, spec: TrialSpec, registry: Registry
         return Migration(path, CHANGED, f"{shown}; re-run it")
     # a key added since the record was made takes the value that runs as the record ran
     config = {**spec.config, **{key: neutral for key, neutral in IDENTITY_NEUTRAL.items()
-                                if key in spec.config and key not in record["config"]}}
+                                if key in spec.config and ran_neutral(record["config"], key)}}
     trial = trial_id(spec.method, spec.task, config, spec.code)
     if trial == record["id"]:
         return Migration(path, CURRENT)
