@@ -86,7 +86,7 @@ def tune(
                                                   "~/.config/benchsuite/protocols."),
     plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
     dry_run: bool = typer.Option(False, help="Print the grids and run nothing."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display."),
 ) -> None:
     """Tune a method's step sizes on validation episodes: the best of 4 configurations per
     method × task (the same budget for every method), written as a tuned protocol."""
