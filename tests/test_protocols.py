@@ -64,8 +64,10 @@ def test_floors_are_labelled(registry):
 
 def test_named_protocols_select_their_task_and_methods(registry, omniglot_data):
     specs = plan(registry, "all", "all", protocol="betty-imaml")
-    assert [(s.method, s.task) for s in specs] == [("imaml", "omniglot"), ("darts", "omniglot")]
-    for spec in specs:
+    assert [(s.method, s.task) for s in specs] == [("imaml", "omniglot"), ("darts", "omniglot"),
+                                                    ("scratch", "omniglot")]
+    assert specs[2].protocol["kind"] == "floor"  # its floor (tests/test_progress.py)
+    for spec in specs[:2]:
         assert spec.config["proximal_lambda"] == 0.02 and spec.config["inner_steps"] == 5
         assert spec.config["inner_lr"] == 0.1 and spec.config["meta_batch"] == 16
         assert spec.config["meta_lr"] == 3e-4 and spec.config["test_episodes"] == 500

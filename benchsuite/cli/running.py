@@ -44,7 +44,8 @@ def run(
                              "threads (or OMP_NUM_THREADS if set). Ray schedules by itself."),
     force: bool = typer.Option(False, help="Re-run trials whose record already exists."),
     dry_run: bool = typer.Option(False, help="Print the trial grid and run nothing."),
-    quiet: bool = typer.Option(False, "-q", "--quiet", help="No progress display and no results table."),
+    quiet: bool = typer.Option(False, "-q", "--quiet",
+                               help="No progress display and no results table."),
     data_root: Path = typer.Option(None, help="Folder holding the data sets (default: "
                                              "$BENCHSUITE_DATA or ~/.cache/benchsuite/data)."),
     download: bool = typer.Option(False, help="Fetch missing data sets into the data root."),
