@@ -62,13 +62,29 @@ def test_a_grid_file_plans_what_the_command_line_plans(tmp_path):
     assert len(dry_run_lines(cli("run", "--config", grid, "--seeds", "1", "--dry-run"))) == 4
 
 
+def test_a_method_the_command_line_leaves_out_drops_its_table(tmp_path):
+    # `--methods maml` narrows the file's selection: [method.implicit-cg] no longer applies
+    # (a reference grid re-run for some of its methods), and the plan is the command line's
+    grid = tmp_path / "grid.toml"
+    grid.write_text(GRID)
+    by_file = cli("run", "--config", grid, "--methods", "maml", "--dry-run",
+                  "--out", tmp_path / "r")
+    by_line = cli("run", "--methods", "maml", "--tasks", "quadratic,ridge", "--seeds", "2",
+                  "--iterations", "7", "--set", "curve_points=4", "--set",
+                  "ridge.iterations=9", "--dry-run", "--out", tmp_path / "r")
+    assert dry_run_lines(by_file) == dry_run_lines(by_line)
+    assert len(dry_run_lines(by_file)) == 4
+
+
 @pytest.mark.parametrize("text, message", [
     ('seeds = "two"', "bad seeds 'two'"),
     ("colour = 1", "unknown option 'colour'"),
     ('methods = "maml"\ntasks = "quadratic"\n[method.maml]\ninner_lr = -1.0',
      "inner_lr must be positive (got -1.0)"),
     ('methods = "maml"\ntasks = "quadratic"\n[task.maml]\ninner_lr = 1.0',
-     "'maml' is not a task in this run"),
+     "'maml' is not a task; run `benchsuite list`"),
+    ('methods = "maml"\ntasks = "quadratic"\n[method.nosuch]\ninner_lr = 1.0',
+     "'nosuch' is not a method; run `benchsuite list`"),
     ('methods = "maml"\ntasks = "quadratic"\n[set]\ninner_lr = "fast"',
      "setting [set] inner_lr = 'fast' is not of the type of its default 0.2"),
     ('methods = "maml"\ntasks = "quadratic"\n[set]\nseed = 3', "seed is chosen with --seeds"),

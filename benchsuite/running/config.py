@@ -179,21 +179,29 @@ def parse_overrides(items: list[str], scopes: set[str]) -> list[Override]:
     return overrides
 
 
-def check_scopes(overrides: list[Override], methods: set[str], tasks: set[str]) -> None:
-    """Typed overrides (a grid file's settings) name a key the command line does not choose
-    and, where scoped, a method or task of the run."""
+def in_scope(overrides: list[Override], methods: set[str], tasks: set[str],
+             known_methods: set[str], known_tasks: set[str]) -> list[Override]:
+    """The typed overrides (a grid file's settings) that apply to a run of `methods` ×
+    `tasks`. Each must name a key the command line does not choose and, where scoped, a
+    registered method or task (`known_*`); one scoped to a method or task the run leaves
+    out (the command line narrowed the file's selection) does not apply."""
+    applying = []
     for override in overrides:
         where = f"[{override.kind}.{override.scope}]" if override.scope else "[set]"
         if override.key in COMMAND_LINE_KEYS:
             raise UsageError(f"setting {override.key} in {where}: {override.key} is chosen "
                              f"with {COMMAND_LINE_KEYS[override.key]}")
-        if override.scope is None:
-            continue
-        names = {"method": methods, "task": tasks}.get(override.kind or "", methods | tasks)
-        if override.scope not in names:
-            raise UsageError(f"settings {where}: {override.scope!r} is not a "
-                             f"{override.kind or 'method or task'} in this run "
-                             f"({', '.join(sorted(names))})")
+        if override.scope is not None:
+            known = {"method": known_methods, "task": known_tasks}.get(
+                override.kind or "", known_methods | known_tasks)
+            if override.scope not in known:
+                raise UsageError(f"settings {where}: {override.scope!r} is not a "
+                                 f"{override.kind or 'method or task'}; run `benchsuite "
+                                 "list` for the names")
+            if override.scope not in methods | tasks:
+                continue
+        applying.append(override)
+    return applying
 
 
 def coerce(value: str, default: Any, key: str) -> Any:

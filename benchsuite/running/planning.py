@@ -233,8 +233,9 @@ def plan(registry: Registry, *, methods: str = "all", tasks: str = "all",
                          f"{len(task_names)} tasks × {len(seed_values)} seeds), more than "
                          f"the {MAX_TRIALS} one run plans; split it into several runs")
     explicit = methods.strip() != "all" and tasks.strip() != "all"
-    configuration.check_scopes(list(overrides), set(method_names), set(task_names))
-    all_overrides = [*overrides, *configuration.parse_overrides(
+    applying = configuration.in_scope(list(overrides), set(method_names), set(task_names),
+                                      set(registry.methods), set(registry.tasks))
+    all_overrides = [*applying, *configuration.parse_overrides(
         list(set_items), {*method_names, *task_names})]
     resolved_device = checked_device(device, device_here)
     options = {**(options or {}),
