@@ -86,11 +86,10 @@ def crosscheck(session):
 @nox.session
 def demo(session):
     """The demo grid (benchsuite/grids/demo.toml: every method on sinusoid and quadratic,
-    2 seeds, a few minutes on 2 CPU cores), and its leaderboard: reports/LEADERBOARD.md.
-    Arguments after `--` go to `benchsuite run` (e.g. `-- --jobs 4`: they win over the
-    file's)."""
+    2 seeds, about a minute on 2 CPU cores) and its leaderboard, which the grid file has
+    `run` write: reports/LEADERBOARD.md and reports/index.html. Arguments after `--` go to
+    `benchsuite run` (e.g. `-- --jobs 4`: they win over the file's)."""
     session.run(PYTHON, "-m", "benchsuite", "run", "--config", "demo", *session.posargs)
-    session.run(PYTHON, "-m", "benchsuite", "report", "results/demo", "--out", "reports")
 
 
 REFERENCE_RECORDS = "results/reference"  # the `out` of the reference grid files

@@ -8,7 +8,16 @@ norm: benchsuite.blocks.fewshot.CONV_EXECUTION) against
   all tasks of the meta-batch: the tasks' adapted kernels stacked as the groups of one
   convolution over all query images (batch norm per task and channel, the heads as one
   batched matmul), and one backward through all tasks. conv4_forward takes no `groups`, so
-  this pass is written here; every task's graph is alive until that backward.
+  this pass is written here; every task's graph is alive until that backward;
+- `without-onednn`: today's meta-step with oneDNN switched off
+  (torch.backends.mkldnn.flags(enabled=False)). On x86 CPUs today's convolutions are
+  oneDNN's (aten::mkldnn_convolution, forward and backward); without it PyTorch falls back
+  to NNPACK / im2col + GEMM. This option measures what oneDNN is worth, not a candidate;
+- `fused-bn-relu`: batch norm and ReLU as one fused kernel (torch.compile, inductor, of
+  ReLU(BN(x)) alone; the pool then follows, which gives the same values as today's
+  pool-then-ReLU since ReLU commutes with max). PyTorch has no eager fused BN+ReLU for
+  training on CPU, and inductor's kernels cannot be differentiated twice, so MAML's
+  second-order step cannot use it: that pair is reported as failed, with the error.
 
 Each option times our `maml` and `fomaml` meta-step interleaved with today's, and gives
 the relative difference of its meta-gradient from today's, ‖g − g_today‖ / ‖g_today‖ over
@@ -22,6 +31,7 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +50,7 @@ kept (issue 25, in float32)."""
 FASTER = 1.05
 """Least speed-up over today's path that counts as faster (beyond round-to-round noise)."""
 METHODS = ("maml", "fomaml")
-OPTIONS = ("channels-last", "grouped-query")
+OPTIONS = ("channels-last", "grouped-query", "without-onednn", "fused-bn-relu")
 
 Step = Callable[[], Params]
 
@@ -105,13 +115,50 @@ def grouped_query_gradient(method, task, phi: Params, batch: EpisodeBatch) -> Pa
     return dict(zip(leaves, grads))
 
 
+@torch.compile(dynamic=False)
+def _bn_relu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    return F.relu(F.batch_norm(x, None, None, weight, bias, training=True, eps=1e-5))
+
+
+def fused_conv4_forward(params: Params, x: torch.Tensor) -> torch.Tensor:
+    """conv4_forward with each block's batch norm and ReLU in one fused (compiled) kernel."""
+    for i in range(CONV4_BLOCKS):
+        x = F.conv2d(x, params[f"block{i}.conv.weight"], params[f"block{i}.conv.bias"],
+                     padding=1)
+        x = F.max_pool2d(_bn_relu(x, params[f"block{i}.norm.weight"],
+                                  params[f"block{i}.norm.bias"]), 2)
+    return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])
+
+
+def without_onednn(step: Step) -> Step:
+    def run() -> Params:
+        with torch.backends.mkldnn.flags(enabled=False):
+            return step()
+    return run
+
+
+def with_fused_bn_relu(task, step: Step) -> Step:
+    """`step` with the task's network forward replaced by fused_conv4_forward (the workloads'
+    tasks run conv4_forward: benchmarks.workloads, model "conv4")."""
+    def run() -> Params:
+        with mock.patch.object(task, "forward", fused_conv4_forward):
+            return step()
+    return run
+
+
 def steps(method, task, phi: Params, batch: EpisodeBatch) -> dict[str, Step]:
     """Today's meta-step and each option's, on φ and the meta-batch."""
     phi_last, batch_last = in_channels_last(phi, batch)
+
+    def today() -> Params:
+        return meta_gradient(method, task, phi, batch).grads
+
     return {
-        "today": lambda: meta_gradient(method, task, phi, batch).grads,
+        "today": today,
         "channels-last": lambda: meta_gradient(method, task, phi_last, batch_last).grads,
         "grouped-query": lambda: grouped_query_gradient(method, task, phi, batch),
+        "without-onednn": without_onednn(today),
+        "fused-bn-relu": with_fused_bn_relu(task, today),
     }
 
 
@@ -127,23 +174,38 @@ def differences(results: dict[str, Params], reference: Params) -> dict[str, floa
             for name, grads in results.items()}
 
 
+def first_calls(contenders: dict[str, Step]) -> tuple[dict[str, Params], dict[str, str]]:
+    """Each step's meta-gradient (its warm-up call), and the error of each that raised."""
+    results, failures = {}, {}
+    for name, step in contenders.items():
+        try:
+            results[name] = step()
+        except Exception as error:  # an option the method cannot run: reported, not fatal
+            if name == "today":
+                raise
+            failures[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:120]}"
+    return results, failures
+
+
 def measure(registry, workload: str, method: str) -> dict:
     """Today's step and the options' on `workload` with `method`, alternated round by
     round (order rotating) after a warm-up call each: median times, each option's
     meta-gradient difference from today's in float32 (what a trial computes) and in
     float64 (rounding shrinks there; a different computation would not), and the float32
-    rounding error of today's step and of each option (against today's in float64)."""
+    rounding error of today's step and of each option (against today's in float64). An
+    option that raises is reported with its error instead."""
     built = build_workload(registry, workload, method)
     contenders = steps(built.method, built.task, built.phi, built.batch)
-    single = {name: step() for name, step in contenders.items()}
-    double = {name: step() for name, step in
-              steps(built.method, built.task, *in_float64(built.phi, built.batch)).items()}
+    single, failures = first_calls(contenders)
+    double, _ = first_calls({name: step for name, step in steps(
+        built.method, built.task, *in_float64(built.phi, built.batch)).items()
+        if name in single})
     in_float32, in_double = differences(single, single["today"]), differences(double,
                                                                               double["today"])
     # each float32 step against today's float64 one: the rounding error it carries
     errors = differences(single, double["today"])
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in single}
+    names = list(single)
     device = built.batch.support_x.device
     for r in range(rounds(WORKLOADS[workload]["rounds"])):
         for name in names[r % len(names):] + names[:r % len(names)]:
@@ -151,6 +213,9 @@ def measure(registry, workload: str, method: str) -> dict:
     result: dict = {"today_s": statistics.median(times["today"]),
                     "today_float32_error": errors["today"]}
     for name in OPTIONS:
+        if name in failures:
+            result[name] = {"failed": failures[name]}
+            continue
         median = statistics.median(times[name])
         result[name] = {"median_s": median, "speedup": result["today_s"] / median,
                         "grad_rel_diff": in_float32[name],
@@ -177,13 +242,20 @@ def verdict(option: dict) -> str:
     return "not kept: " + "; ".join(reasons)
 
 
+def row(workload: str, method: str, entry: dict, option: str) -> list[str]:
+    measured = entry[option]
+    if "failed" in measured:
+        return [f"`{workload}`", method, option, f"{entry['today_s'] * 1e3:.1f}", "–", "–",
+                "–", "–", "–", f"cannot run: {measured['failed']}"]
+    return [f"`{workload}`", method, option, f"{entry['today_s'] * 1e3:.1f}",
+            f"{measured['median_s'] * 1e3:.1f}", f"{measured['speedup']:.2f}×",
+            f"{measured['grad_rel_diff']:.1e}", f"{measured['grad_rel_diff_float64']:.1e}",
+            f"{entry['today_float32_error']:.1e} / {measured['float32_error']:.1e}",
+            verdict(measured)]
+
+
 def table(results: dict) -> str:
-    rows = [[f"`{workload}`", method, option, f"{entry['today_s'] * 1e3:.1f}",
-             f"{entry[option]['median_s'] * 1e3:.1f}", f"{entry[option]['speedup']:.2f}×",
-             f"{entry[option]['grad_rel_diff']:.1e}",
-             f"{entry[option]['grad_rel_diff_float64']:.1e}",
-             f"{entry['today_float32_error']:.1e} / {entry[option]['float32_error']:.1e}",
-             verdict(entry[option])]
+    rows = [row(workload, method, entry, option)
             for workload, methods in results.items() for method, entry in methods.items()
             for option in OPTIONS]
     return tabulate(rows, ["workload", "method", "option", "today ms", "option ms",

@@ -121,6 +121,34 @@ def test_a_run_ends_with_its_results_table(tmp_path):
     assert quiet.returncode == 0 and "[" not in quiet.stderr and "mse ↓" not in quiet.stdout
 
 
+def test_a_run_writes_its_leaderboard_with_report(tmp_path):
+    out, reports = tmp_path / "records", tmp_path / "reports"
+    result = cli("run", "--methods", "maml,scratch", *RUN, "--out", out, "--report", reports)
+    assert result.returncode == 0, result.stderr
+    board = (reports / "LEADERBOARD.md").read_text()
+    assert "| maml " in board and "| scratch " in board
+    assert "<table" in (reports / "index.html").read_text()
+    assert f"leaderboard: {reports / 'LEADERBOARD.md'} and {reports / 'index.html'}" \
+        in result.stdout
+    # the same board `benchsuite report` writes, apart from its generation time
+    again = cli("report", out, "--out", tmp_path / "again")
+    assert again.returncode == 0, again.stderr
+    body = [line for line in board.splitlines() if "Generated" not in line]
+    assert body == [line for line in (tmp_path / "again" / "LEADERBOARD.md").read_text()
+                    .splitlines() if "Generated" not in line]
+
+
+def test_a_report_folder_that_cannot_be_written_stops_the_run_before_it_starts(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli("run", "--methods", "maml", *RUN, "--out", tmp_path / "records",
+                 "--report", blocker / "reports")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: --report") and \
+        len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "records").exists()
+
+
 def _spec(method: str, iterations: int):
     return SimpleNamespace(method=method, task="t", path=Path(method), label=lambda: method,
                            config={"iterations": iterations})

@@ -8,6 +8,13 @@
 # the one place that works around it: it regenerates the C from the .pyx sources with
 # Cython < 3.1 and installs the patched tree. Nothing else in the project builds it: only
 # learn2learn comes as source (--no-binary learn2learn); its build tools come as wheels.
+#
+# Installs go through uv (itself a wheel, installed into the environment first): it fetches
+# and unpacks wheels in parallel, so torch with its CUDA libraries takes ~15 s instead of
+# the ~80 s of pip on a machine without a wheel cache. Bytecode is compiled at install, as
+# pip does: without it every process compiles torch's sources again where
+# PYTHONDONTWRITEBYTECODE is set (as on CI), ~8 s a start. Where uv cannot be installed,
+# pip does the same installs. BENCHSUITE_INSTALLER=pip forces pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,25 +32,31 @@ fi
 PY="$VENV/bin/python"
 "$PY" -m pip install -q --upgrade pip wheel setuptools >/dev/null
 
+if [ "${BENCHSUITE_INSTALLER:-uv}" = uv ] && { [ -x "$VENV/bin/uv" ] || "$PY" -m pip install -q uv; }; then
+  install() { "$VENV/bin/uv" pip install -q --compile-bytecode --python "$PY" "$@"; }
+else
+  install() { "$PY" -m pip install -q "$@"; }
+fi
+
 if ! "$PY" -c "import torch, torchvision; assert torch.__version__.startswith('2.14.1')" 2>/dev/null; then
   echo "[setup] installing ${TORCH_PINS[*]}"
-  "$PY" -m pip install -q "${TORCH_PINS[@]}"
+  install "${TORCH_PINS[@]}"
 fi
 
 if ! "$PY" -c "import learn2learn" 2>/dev/null; then
   echo "[setup] building learn2learn $L2L_VERSION from its sdist (Cython C regenerated)"
   build=$(mktemp -d)
   trap 'rm -rf "$build"' EXIT
-  "$PY" -m pip install -q "cython<3.1" "numpy<2"  # numpy<2 as pyproject.toml requires
+  install "cython<3.1" "numpy<2"  # numpy<2 as pyproject.toml requires
   "$PY" -m pip download -q --no-deps --no-binary learn2learn -d "$build" "learn2learn==$L2L_VERSION"
   tar -xzf "$build"/learn2learn-"$L2L_VERSION".tar.gz -C "$build"
   src="$build/learn2learn-$L2L_VERSION"
   for module in meta_dataset task_dataset transforms; do
     "$VENV/bin/cython" -3 "$src/learn2learn/data/$module.pyx" -o "$src/learn2learn/data/$module.c"
   done
-  "$PY" -m pip install -q --no-build-isolation "$src"
+  install --no-build-isolation "$src"
 fi
 
 echo "[setup] installing benchsuite (editable, dev extras)"
-"$PY" -m pip install -q -e ".[dev]"
+install -e ".[dev]"
 echo "[setup] ready: $VENV"

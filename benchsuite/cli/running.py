@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from benchsuite.cli.app import EXIT_IO, app, click_errors, fail_io, fail_usage
+from benchsuite.cli.app import EXIT_IO, app, check_folder, click_errors, fail_io, fail_usage
 from benchsuite.core.errors import UsageError
 
 
@@ -32,6 +32,9 @@ def run(
                                              "paper's), 'quick' for its CPU-sized budget."),
     device: str = typer.Option("auto", help="auto (CUDA if present), cpu, cuda, cuda:N."),
     out: Path = typer.Option(Path("results"), help="Folder for trial records."),
+    report: Path = typer.Option(None, help="Also write the leaderboard of --out here once "
+                                           "the grid has run (LEADERBOARD.md, index.html, "
+                                           "figures), as `benchsuite report` does."),
     set_: list[str] = typer.Option([], "--set", help="Override: key=value or name.key=value."),
     plugins: list[Path] = typer.Option([], help="Extra folder of method/task plugin files."),
     executor: str = typer.Option("local", help="local (a fresh process per trial), ray "
@@ -67,6 +70,8 @@ def run(
         o, grid = _run_options(ctx, config)
     except UsageError as error:
         fail_usage(error)
+    if o["report"] is not None:
+        check_folder(Path(o["report"]), "--report")
     executors.quiet_library_warnings()  # planning imports the plugins and their libraries
     # Through the environment, not the config: where data lives is not part of a trial's
     # identity, and worker processes inherit it.
@@ -77,6 +82,8 @@ def run(
     try:
         trial_executor = executors.make_executor(o["executor"], timeout=o["timeout"],
                                                  address=o["address"], jobs=o["jobs"])
+        if not o["dry_run"]:
+            trial_executor.prepare()
         registry = plugin_registry.discover(o["plugins"])
         specs = planning.plan_run(registry, o, grid.overrides, out=o["out"],
                                   command=shlex.join(["benchsuite", *sys.argv[1:]]))
@@ -113,6 +120,12 @@ def run(
         raise typer.Exit(128 + signal.Signals[summary.interrupted].value)
     typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {o['out']}")
     _print_results(specs, registry, o["out"], quiet=o["quiet"])
+    if o["report"] is not None:
+        _write_report(o["out"], Path(o["report"]), registry)
+    else:
+        reports = Path("reports") / Path(o["out"]).name
+        typer.echo(f"leaderboard: benchsuite report {o['out']} --out {reports} (writes "
+                   f"{reports / 'LEADERBOARD.md'} and {reports / 'index.html'})")
     if unsaved:
         raise typer.Exit(EXIT_IO)
     if summary.unfinished:
@@ -135,9 +148,19 @@ def _print_results(specs, registry, out: Path, quiet: bool) -> None:
     table = results_table(records, registry)
     if table and not quiet:
         typer.echo("\n" + table + "\n")
-    reports = Path("reports") / out.name
-    typer.echo(f"leaderboard: benchsuite report {out} --out {reports} (writes "
-               f"{reports / 'LEADERBOARD.md'} and {reports / 'index.html'})")
+
+
+def _write_report(results: Path, out: Path, registry) -> None:
+    """The leaderboard of `results` in `out` (`--report`), from this run's registry."""
+    from benchsuite.reporting.report import write_report
+
+    try:
+        path, warnings = write_report(results, out, registry, None)
+    except OSError as error:
+        fail_io(error, "could not write the report")
+    for warning in warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    typer.echo(f"leaderboard: {path} and {path.parent / 'index.html'}")
 
 
 def report_unsaved(summary, out: Path) -> bool:

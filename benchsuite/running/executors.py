@@ -356,6 +356,10 @@ class Executor:
         if self._on_events is not None:
             self._on_events(spec, events)
 
+    def prepare(self) -> None:
+        """Start what the trials will need, once a run is decided and before it is planned,
+        so that it overlaps the planning (default: nothing)."""
+
     def __enter__(self):
         return self
 
@@ -387,6 +391,10 @@ class LocalExecutor(Executor):
         self.timeout = timeout
         self.jobs = jobs
         self.threads = thread_budget(jobs)
+
+    def prepare(self) -> None:
+        with _signals_blocked():  # the forkserver's workers inherit its mask (IsolatedTrial)
+            workers.start_early(workers.worker_context())
 
     def outcomes(self, specs: list[TrialSpec]) -> Iterator[tuple[TrialSpec, dict]]:
         running: list[IsolatedTrial]
