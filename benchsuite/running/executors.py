@@ -162,7 +162,8 @@ class IsolatedTrial:
         self.events: list[Event] = []  # received, not yet taken (take_events)
         self.limit = None if timeout is None else max(timeout, STARTUP_LIMIT_S)
         try:
-            with _signals_blocked():  # the worker inherits the mask: stopping is our job
+            # the worker inherits the mask: stopping is our job
+            with _signals_blocked(), workers.main_module_hidden():
                 self.process.start()
         except BaseException:
             self.receiver.close()

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from multiprocessing.context import BaseContext
 from typing import Any
 
@@ -41,6 +43,25 @@ def worker_context() -> BaseContext:
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload(list(PRELOAD))
     return context
+
+
+@contextmanager
+def main_module_hidden() -> Iterator[None]:
+    """Start processes inside this so that they do not import the runner's `__main__`.
+    multiprocessing has every forkserver or spawned child import the parent's main module
+    (by name for `python -m pkg.mod`, else by its file) so that functions defined there can
+    be targets. A trial's target is a function of benchsuite, so a worker needs none of it,
+    and importing it costs the worker whatever that module imports: a second or more for a
+    benchmark script or a user's own driver script, on every trial."""
+    main = sys.modules["__main__"]
+    hidden = {name: main.__dict__[name] for name in ("__spec__", "__file__")
+              if name in main.__dict__}
+    main.__dict__.update(__spec__=None)
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(hidden)
 
 
 def start_early(context: BaseContext) -> None:
