@@ -54,8 +54,8 @@ def main_module_hidden() -> Iterator[None]:
     and importing it costs the worker whatever that module imports: a second or more for a
     benchmark script or a user's own driver script, on every trial."""
     main = sys.modules["__main__"]
-    hidden = {name: main.__dict__[name] for name in ("__spec__", "__file__")
-              if name in main.__dict__}
+    hidden: dict[str, Any] = {name: main.__dict__[name]
+                              for name in ("__spec__", "__file__") if name in main.__dict__}
     main.__dict__.update(__spec__=None)
     main.__dict__.pop("__file__", None)
     try:
