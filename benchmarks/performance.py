@@ -532,12 +532,15 @@ def write(bench_json: Path, out: Path) -> Path:
     lines += [
         "## Conv execution options", "",
         "Today's conv meta-step (one task at a time, plain autograd, native batch norm) "
-        "against two ways of running it, each timed interleaved with it in one process "
+        "against four ways of running it, each timed interleaved with it in one process "
         "(same workloads and rounds as above, after a warm-up call each), the engine left "
         "unchanged: `channels-last` (φ's kernels and the images in `torch.channels_last` "
-        "memory format) and `grouped-query` (each task adapted alone, then one query pass "
+        "memory format), `grouped-query` (each task adapted alone, then one query pass "
         "for all tasks: their adapted kernels as the groups of one convolution; every "
-        "task's graph alive until one backward). Rel. diff: ‖g − g_today‖ / ‖g_today‖ of "
+        "task's graph alive until one backward), `without-onednn` (today's step with oneDNN "
+        "switched off: what oneDNN, today's convolution backend, is worth) and `fused-bn-relu` "
+        "(batch norm and ReLU as one inductor-fused kernel; a compiled kernel has no double "
+        "backward, so MAML cannot run it). Rel. diff: ‖g − g_today‖ / ‖g_today‖ of "
         "the meta-gradient, in float32 and, on the same φ₀ and batch, in float64. Float32 "
         "error: today's and the option's float32 meta-gradient against today's float64 one "
         "(the rounding each carries). An option is a candidate when it is at least "
