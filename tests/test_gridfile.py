@@ -106,7 +106,7 @@ def test_run_without_a_selection_runs_the_demo_grid(tmp_path):
     lines = dry_run_lines(cli("run", "--dry-run", cwd=tmp_path))
     assert lines == dry_run_lines(cli("run", "--config", "demo", "--dry-run", cwd=tmp_path))
     assert len(lines) == 2 * 2 * 18  # every method (18) × sinusoid, quadratic × 2 seeds
-    assert any(line.startswith("imaml × sinusoid (seed 0)  [100 iterations") for line in lines)
+    assert any(line.startswith("imaml × sinusoid (seed 0)  [50 iterations") for line in lines)
     assert any(line.startswith("scratch × sinusoid (seed 1)  [0 iterations") for line in lines)
     assert not (tmp_path / "results").exists()
 
