@@ -82,8 +82,6 @@ def run(
     try:
         trial_executor = executors.make_executor(o["executor"], timeout=o["timeout"],
                                                  address=o["address"], jobs=o["jobs"])
-        if not o["dry_run"]:
-            trial_executor.prepare()
         registry = plugin_registry.discover(o["plugins"])
         specs = planning.plan_run(registry, o, grid.overrides, out=o["out"],
                                   command=shlex.join(["benchsuite", *sys.argv[1:]]))
@@ -100,6 +98,9 @@ def run(
         return
     if grid.source != gridfile.NONE:
         typer.echo(f"grid {grid.source}: {len(specs)} trials", err=True)
+    # once the run is sure to start (a forkserver started by a run that then failed its
+    # planning would keep that run's environment for later runs of the same process)
+    trial_executor.prepare()
     try:
         summary = runner.execute(specs, trial_executor, force=o["force"], quiet=o["quiet"])
     except OSError as error:  # the results folder itself could not be made
