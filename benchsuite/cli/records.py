@@ -22,7 +22,6 @@ def report(
                                             "under a paper protocol)."),
 ) -> None:
     """Render LEADERBOARD.md, index.html and figures from stored trial records."""
-    from benchsuite.reporting.report import write_report
     from benchsuite.running import registry as plugin_registry
 
     if not results.is_dir():
@@ -35,13 +34,23 @@ def report(
             registry.method(baseline)
     except UsageError as error:
         fail_usage(error)
+    write_leaderboard(results, out, registry, baseline, said="wrote")
+
+
+def write_leaderboard(results: Path, out: Path, registry, baseline: str | None,
+                      said: str) -> None:
+    """The leaderboard of `results` in `out` (`report`, and `run --report`), its warnings on
+    stderr, then "`said` LEADERBOARD.md and index.html"; exit 74 when it cannot be
+    written."""
+    from benchsuite.reporting.report import write_report
+
     try:
         path, warnings = write_report(results, out, registry, baseline)
     except OSError as error:
         fail_io(error, "could not write the report")
     for warning in warnings:
         typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"wrote {path} and {path.parent / 'index.html'}")
+    typer.echo(f"{said} {path} and {path.parent / 'index.html'}")
 
 
 @app.command()

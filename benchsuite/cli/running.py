@@ -122,7 +122,9 @@ def run(
     typer.echo(f"{summary.planned} trials: {summary.counts()}{kept}; records in {o['out']}")
     _print_results(specs, registry, o["out"], quiet=o["quiet"])
     if o["report"] is not None:
-        _write_report(o["out"], Path(o["report"]), registry)
+        from benchsuite.cli.records import write_leaderboard
+
+        write_leaderboard(o["out"], Path(o["report"]), registry, None, said="leaderboard:")
     else:
         reports = Path("reports") / Path(o["out"]).name
         typer.echo(f"leaderboard: benchsuite report {o['out']} --out {reports} (writes "
@@ -149,19 +151,6 @@ def _print_results(specs, registry, out: Path, quiet: bool) -> None:
     table = results_table(records, registry)
     if table and not quiet:
         typer.echo("\n" + table + "\n")
-
-
-def _write_report(results: Path, out: Path, registry) -> None:
-    """The leaderboard of `results` in `out` (`--report`), from this run's registry."""
-    from benchsuite.reporting.report import write_report
-
-    try:
-        path, warnings = write_report(results, out, registry, None)
-    except OSError as error:
-        fail_io(error, "could not write the report")
-    for warning in warnings:
-        typer.echo(f"warning: {warning}", err=True)
-    typer.echo(f"leaderboard: {path} and {path.parent / 'index.html'}")
 
 
 def report_unsaved(summary, out: Path) -> bool:
