@@ -3,6 +3,7 @@ streams beside each record, the progress display and the results table a run end
 
 import csv
 import math
+import shutil
 import statistics
 from pathlib import Path
 from types import SimpleNamespace
@@ -95,6 +96,30 @@ def test_tensorboard_gets_the_same_scalars_where_installed(tmp_path):
     assert [s.step for s in losses] == list(range(1, 13))
     assert [s.value for s in losses] == pytest.approx([float(r["outer_loss"]) for r in rows])
     assert len(board.Scalars("val_mse")) == len(read_record(record_path)["curve"])
+
+
+def test_a_stream_survives_its_event_folder_changing_under_it(tmp_path):
+    """Two runs of one trial (two processes) stream to the same paths; and a user may remove
+    a stream while it is written. Neither stops the trial: at worst the stream stops."""
+    pytest.importorskip("tensorboard", reason="TensorBoard is an extra (tensorboard)")
+    record_path = tmp_path / "t" / "maml" / "seed0-x.json"
+    first = streams.MetricStream(record_path, tmp_path)
+    first.write("curve", 0, 0.0, {"val_mse": 1.0})
+    second = streams.MetricStream(record_path, tmp_path)  # removes the first's events
+    second.write("curve", 0, 0.0, {"val_mse": 2.0})
+    for iteration in (1, 2):
+        first.write("curve", iteration, 0.1, {"val_mse": 0.5})
+    first.close()
+    second.close()
+    assert first.problem is None and second.problem is None
+    # the folder itself removed under a writer: its flushes fail, and the stream stops
+    third = streams.MetricStream(record_path, tmp_path)
+    third.write("curve", 0, 0.0, {"val_mse": 1.0})
+    shutil.rmtree(third.board_path)
+    for iteration in (1, 2):
+        third.write("curve", iteration, 0.1, {"val_mse": 0.5})
+    third.close()
+    assert "No such file or directory" in third.problem
 
 
 def test_a_run_ends_with_its_results_table(tmp_path):

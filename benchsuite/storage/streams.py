@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import csv
 import errno
-import shutil
 import time
 from pathlib import Path
 from typing import IO, Any
@@ -112,7 +111,7 @@ class MetricStream:
         self.file = self.path.open("w", newline="")
         self.writer = csv.DictWriter(self.file, columns, extrasaction="ignore")
         self.writer.writeheader()
-        shutil.rmtree(self.board_path, ignore_errors=True)  # an earlier run's events
+        _remove_event_files(self.board_path)
         self.board = _tensorboard_writer(self.board_path)
 
     def close(self) -> None:
@@ -123,5 +122,16 @@ class MetricStream:
                 pass
             self.file = None
         if self.board is not None:
-            self.board.close()
-            self.board = None
+            board, self.board = self.board, None
+            try:
+                board.close()  # flushes: its folder may have vanished meanwhile
+            except OSError:
+                pass
+
+
+def _remove_event_files(folder: Path) -> None:
+    """Remove an earlier run's event files, so TensorBoard shows this run alone. The folder
+    stays: a run of the same trial beside this one (another process) writes its own event
+    file there, and TensorBoard's writer re-opens its file by path at each flush."""
+    for events in folder.glob("events.out.tfevents.*"):
+        events.unlink(missing_ok=True)
