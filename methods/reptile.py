@@ -133,7 +133,7 @@ class Reptile(Method):
                 weights, losses = over_tasks(adapted_weights, self.config["batching"],
                                              "different")(phi, *batch.tensors())
         grads = {k: phi[k] - weights[k].mean(0) for k in phi}
-        return MetaGradient(grads=grads, outer_loss=float(losses.mean()))
+        return MetaGradient(grads=grads, outer_loss=losses.mean())
 
     def carried_tasks(self, task, phi, batch, training_data):
         """The tasks one after another, each starting Adam where the previous one left it

@@ -149,4 +149,4 @@ class Scratch(StepSizeOnValidation, Method):
         detached = {k: v.detach() for k, v in phi.items()}
         losses = over_tasks(query_loss, self.config["batching"])(detached, *batch.tensors())
         return MetaGradient({k: torch.zeros_like(v) for k, v in phi.items()},
-                            float(losses.mean()))
+                            losses.mean())

@@ -113,7 +113,7 @@ class Transfer(StepSizeOnValidation, Method):
 
         detached = {k: v.detach() for k, v in phi.items()}
         grads, value = grad(lambda phi: (loss(phi),) * 2, has_aux=True)(detached)
-        return MetaGradient(grads, float(value))
+        return MetaGradient(grads, value)
 
     def after_training(self, task, phi):
         self.choose_step_size(task, phi)

@@ -16,6 +16,7 @@ test_conv4.py); `over_tasks` marks those calls with `running_tasks(TASKS_VMAPPED
 from __future__ import annotations
 
 import contextlib
+from dataclasses import replace
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -69,10 +70,12 @@ def chunked_meta_gradient(meta_gradient: Callable[[EpisodeBatch], MetaGradient],
 
     Each chunk's result is weighted by its share of the batch and added into one running
     sum, so only one chunk's graph is alive at a time. With a single chunk this is
-    `meta_gradient(batch)` itself, bit for bit."""
+    `meta_gradient(batch)` itself, bit for bit. The outer loss comes back as a float (a
+    method may return a 0-d tensor: benchsuite.core.structures.MetaGradient)."""
     bounds = chunk_bounds(len(batch), chunk)
     if len(bounds) == 1:
-        return meta_gradient(batch)
+        whole = meta_gradient(batch)
+        return replace(whole, outer_loss=float(whole.outer_loss))
     total: Params | None = None
     outer_loss = 0.0
     extras: dict[str, float] = {}
@@ -81,7 +84,7 @@ def chunked_meta_gradient(meta_gradient: Callable[[EpisodeBatch], MetaGradient],
         weight = (stop - start) / len(batch)
         grads = {k: g.detach() * weight for k, g in part.grads.items()}
         total = grads if total is None else {k: total[k] + grads[k] for k in total}
-        outer_loss += weight * part.outer_loss
+        outer_loss += weight * float(part.outer_loss)
         for name, value in part.extras.items():
             extras[name] = extras.get(name, 0.0) + weight * value
     assert total is not None

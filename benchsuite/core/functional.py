@@ -138,7 +138,7 @@ def mean_surrogate_gradient(per_task: Callable, phi: Params, batch: EpisodeBatch
 
     if batching == "vmap":
         grads, outer_loss = grad(meta_objective, has_aux=True)(phi)
-        return MetaGradient(grads=grads, outer_loss=float(outer_loss))
+        return MetaGradient(grads=grads, outer_loss=outer_loss)
     # tasks one by one: plain autograd, which dispatches each op once instead of through
     # two torch.func transform levels (the faster path for convolutions on CPU)
     leaves = {k: v.detach().requires_grad_() for k, v in phi.items()}
@@ -146,7 +146,7 @@ def mean_surrogate_gradient(per_task: Callable, phi: Params, batch: EpisodeBatch
         surrogate, outer_loss = meta_objective(leaves)
         gradients = torch.autograd.grad(surrogate, list(leaves.values()),
                                         materialize_grads=True)
-    return MetaGradient(grads=dict(zip(leaves, gradients)), outer_loss=float(outer_loss.detach()))
+    return MetaGradient(grads=dict(zip(leaves, gradients)), outer_loss=outer_loss.detach())
 
 
 # -- implicit differentiation pieces ------------------------------------------------------------
@@ -242,4 +242,4 @@ def mean_task_hypergradient(per_task: Callable, phi: Params, batch: EpisodeBatch
     meta-objective."""
     grads, losses = over_tasks(per_task, batching)(phi, *batch.tensors())
     return MetaGradient(grads={k: g.mean(0) for k, g in grads.items()},
-                        outer_loss=float(losses.mean()))
+                        outer_loss=losses.mean().detach())
