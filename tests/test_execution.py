@@ -63,7 +63,8 @@ def test_chunked_meta_gradient_equals_the_whole_batch_for_every_method(registry,
                                 task_obj, phi, batch)
         a, b = flatten(chunked.grads), flatten({k: whole.grads[k] for k in chunked.grads})
         assert float((a - b).norm()) <= 1e-6 * float(b.norm()), (method, task)
-        assert chunked.outer_loss == pytest.approx(float(whole.outer_loss), rel=1e-6), (method, task)
+        assert chunked.outer_loss == pytest.approx(float(whole.outer_loss), rel=1e-6), (
+            method, task)
 
 
 def test_chunks_are_weighted_by_size():

@@ -16,8 +16,8 @@ test_conv4.py); `over_tasks` marks those calls with `running_tasks(TASKS_VMAPPED
 from __future__ import annotations
 
 import contextlib
-from dataclasses import replace
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 import torch

@@ -242,19 +242,20 @@ def run_trial(method_cls: type[Method], task_cls: type[Task], config: dict,
         with (clock.interval("compile") if compiling else clock.interval("train", step_times),
               memory.phase("compile") if compiling else contextlib.nullcontext()):
             result = path.meta_gradient(phi, batch)
-            if not math.isfinite(result.outer_loss) or not all(
+            outer_loss = float(result.outer_loss)
+            if not math.isfinite(outer_loss) or not all(
                     torch.isfinite(g).all() for g in result.grads.values()):
                 raise Diverged(f"non-finite meta-objective or hypergradient at iteration "
-                               f"{iteration} (outer loss {result.outer_loss})")
+                               f"{iteration} (outer loss {outer_loss})")
             for name, tensor in phi.items():
                 tensor.grad = result.grads[name].detach()
             optimizer.step()
             if schedule is not None:
                 schedule.step()
         path.timed(iteration, step_times)
-        recent_losses.append(result.outer_loss)
+        recent_losses.append(outer_loss)
         observe(Event("iteration", iteration, last, time.perf_counter() - wall_start, {
-            "outer_loss": result.outer_loss,
+            "outer_loss": outer_loss,
             "step_s": None if compiling else step_times[-1],
             "compile_s": clock.totals.get("compile", 0.0) if compiling else None}))
         if iteration % curve_every == 0 or iteration == iterations:
