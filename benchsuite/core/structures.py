@@ -68,9 +68,8 @@ class MetaGradient:
 
     `outer_loss` may be a Python float or a 0-d tensor. A tensor keeps a meta-step free of
     host reads: under `torch.compile` a `float()` inside the step splits its graph in two
-    (the compiled sinusoid FOMAML step took 0.85 ms with the split, 0.50 ms without). The
-    engine reads it as a float once the step has returned
-    (benchsuite.core.execution.chunked_meta_gradient)."""
+    (docs/performance.md, "The compiled path"). The engine reads it as a float once the
+    step has returned (benchsuite.core.execution.chunked_meta_gradient)."""
 
     grads: Params
     outer_loss: float | torch.Tensor
